@@ -1,0 +1,245 @@
+//! OpenPGP verification of a suite's `InRelease` (cleartext-signed) or `Release` +
+//! `Release.gpg` (detached), against keyring files — binary (`.gpg`) or armored (`.asc`).
+
+use std::path::{Path, PathBuf};
+
+use pgp::composed::{CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey};
+use pgp::types::KeyDetails;
+
+use crate::AptError;
+
+/// Where APT keeps the keys it trusts for every source that names none.
+pub const SYSTEM_KEYRING_DIRS: [&str; 2] = ["/etc/apt/trusted.gpg.d", "/usr/share/keyrings"];
+
+/// A set of public keys.
+pub struct Keyring {
+    keys: Vec<SignedPublicKey>,
+    names: Vec<PathBuf>,
+}
+
+impl Keyring {
+    /// Loads keyring files; each may hold several keys, binary or armored.
+    pub fn load(paths: &[PathBuf]) -> Result<Keyring, AptError> {
+        let mut keys = Vec::new();
+        for p in paths {
+            keys.extend(load_file(p)?);
+        }
+        Ok(Keyring {
+            keys,
+            names: paths.to_vec(),
+        })
+    }
+
+    /// The system's trusted keys: `/etc/apt/trusted.gpg`, `/etc/apt/trusted.gpg.d/*`, and
+    /// (as Debian's `signed-by`-less sources rely on the archive keyring) `/usr/share/keyrings/*`.
+    pub fn system() -> Result<Keyring, AptError> {
+        let mut paths = Vec::new();
+        let legacy = Path::new("/etc/apt/trusted.gpg");
+        if legacy.exists() {
+            paths.push(legacy.to_path_buf());
+        }
+        for dir in SYSTEM_KEYRING_DIRS {
+            if let Ok(rd) = std::fs::read_dir(dir) {
+                let mut v: Vec<PathBuf> = rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        let n = p.to_string_lossy();
+                        (n.ends_with(".gpg") || n.ends_with(".asc")) && !n.contains("removed-keys")
+                    })
+                    .collect();
+                v.sort();
+                paths.extend(v);
+            }
+        }
+        Self::load(&paths)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn describe(&self) -> String {
+        if self.names.is_empty() {
+            "the system keyrings".to_string()
+        } else {
+            self.names
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
+    /// Verifies a detached or cleartext signature through `check` against every key and
+    /// subkey; an error says whether the key was unknown or the signature bad.
+    fn verify_with(
+        &self,
+        url: &str,
+        issuers: Vec<String>,
+        check: &dyn VerifyDyn,
+    ) -> Result<(), AptError> {
+        let mut known = false;
+        for key in &self.keys {
+            let matches = |fp: String, id: String| {
+                issuers.is_empty() || issuers.iter().any(|i| *i == fp || *i == id)
+            };
+            if matches(
+                hex::encode(key.fingerprint().as_bytes()),
+                hex::encode(key.legacy_key_id().as_ref()),
+            ) {
+                known = true;
+                if check.verify_primary(key) {
+                    return Ok(());
+                }
+            }
+            for sub in &key.public_subkeys {
+                if matches(
+                    hex::encode(sub.fingerprint().as_bytes()),
+                    hex::encode(sub.legacy_key_id().as_ref()),
+                ) {
+                    known = true;
+                    if check.verify_sub(sub) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if known {
+            Err(AptError::BadSignature {
+                url: url.to_string(),
+                reason: "the signature does not match the signed text".into(),
+            })
+        } else {
+            Err(AptError::UnknownKey {
+                url: url.to_string(),
+                key: issuers
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "(none given)".into())
+                    .to_uppercase(),
+                keyring: self.describe(),
+            })
+        }
+    }
+
+    /// Verifies a cleartext-signed `InRelease` and returns the signed text.
+    pub fn verify_inrelease(&self, url: &str, text: &str) -> Result<String, AptError> {
+        if !text
+            .trim_start()
+            .starts_with("-----BEGIN PGP SIGNED MESSAGE-----")
+        {
+            return Err(AptError::NotSigned {
+                url: url.to_string(),
+            });
+        }
+        let (msg, _) =
+            CleartextSignedMessage::from_string(text).map_err(|e| AptError::BadSignature {
+                url: url.to_string(),
+                reason: format!("cannot read the signed message: {e}"),
+            })?;
+        let issuers: Vec<String> = msg.signatures().iter().flat_map(issuers_of).collect();
+        self.verify_with(url, issuers, &CleartextCheck(&msg))?;
+        // The text as signed, with the dash-escaping removed (the Release content).
+        let mut body = msg.signed_text().replace("\r\n", "\n");
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        Ok(body)
+    }
+
+    /// Verifies `Release` against its detached `Release.gpg`.
+    pub fn verify_detached(
+        &self,
+        url: &str,
+        release: &[u8],
+        signature: &[u8],
+    ) -> Result<(), AptError> {
+        let sig = if signature.starts_with(b"-----BEGIN") {
+            let text = std::str::from_utf8(signature).map_err(|_| AptError::BadSignature {
+                url: url.to_string(),
+                reason: "Release.gpg is not text".into(),
+            })?;
+            DetachedSignature::from_string(text).map(|(s, _)| s)
+        } else {
+            DetachedSignature::from_bytes(signature)
+        }
+        .map_err(|e| AptError::BadSignature {
+            url: url.to_string(),
+            reason: format!("cannot read Release.gpg: {e}"),
+        })?;
+        let issuers = issuers_of(&sig.signature);
+        self.verify_with(url, issuers, &DetachedCheck(&sig, release))
+    }
+}
+
+fn issuers_of(sig: &pgp::packet::Signature) -> Vec<String> {
+    let mut v: Vec<String> = sig
+        .issuer_fingerprint()
+        .into_iter()
+        .map(|f| hex::encode(f.as_bytes()))
+        .collect();
+    v.extend(
+        sig.issuer_key_id()
+            .into_iter()
+            .map(|k| hex::encode(k.as_ref())),
+    );
+    v
+}
+
+/// A signature check that can run against a primary key or a subkey.
+trait VerifyDyn {
+    fn verify_primary(&self, key: &SignedPublicKey) -> bool;
+    fn verify_sub(&self, key: &pgp::composed::SignedPublicSubKey) -> bool;
+}
+
+struct CleartextCheck<'a>(&'a CleartextSignedMessage);
+impl VerifyDyn for CleartextCheck<'_> {
+    fn verify_primary(&self, key: &SignedPublicKey) -> bool {
+        self.0.verify(key).is_ok()
+    }
+    fn verify_sub(&self, key: &pgp::composed::SignedPublicSubKey) -> bool {
+        self.0.verify(key).is_ok()
+    }
+}
+
+struct DetachedCheck<'a>(&'a DetachedSignature, &'a [u8]);
+impl VerifyDyn for DetachedCheck<'_> {
+    fn verify_primary(&self, key: &SignedPublicKey) -> bool {
+        self.0.verify(key, self.1).is_ok()
+    }
+    fn verify_sub(&self, key: &pgp::composed::SignedPublicSubKey) -> bool {
+        self.0.verify(key, self.1).is_ok()
+    }
+}
+
+fn load_file(path: &Path) -> Result<Vec<SignedPublicKey>, AptError> {
+    let err = |reason: String| AptError::Keyring {
+        path: path.display().to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let mut keys = Vec::new();
+    if bytes.starts_with(b"-----BEGIN") {
+        let text =
+            String::from_utf8(bytes).map_err(|_| err("armored keyring is not text".into()))?;
+        let (iter, _) = SignedPublicKey::from_string_many(&text).map_err(|e| err(e.to_string()))?;
+        for k in iter {
+            keys.push(k.map_err(|e| err(e.to_string()))?);
+        }
+    } else {
+        let iter = SignedPublicKey::from_bytes_many(&bytes[..]).map_err(|e| err(e.to_string()))?;
+        for k in iter {
+            match k {
+                Ok(k) => keys.push(k),
+                // gpg keyrings may carry trust packets or keys rpgp cannot read; skip those.
+                Err(e) => {
+                    tracing::debug!(keyring = %path.display(), error = %e, "skipped an unreadable key")
+                }
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(err("no public keys found".into()));
+    }
+    Ok(keys)
+}

@@ -1,0 +1,16 @@
+//! The domain of koshin: the types and rules of software update management with no I/O.
+//!
+//! This crate knows what an update, a product, a classification, a status message and a
+//! sync are, how Debian versions order (exactly as `dpkg --compare-versions`), and how a
+//! catalog is derived from upstream package lists and compared with the stored one. It
+//! deliberately knows nothing of HTTP, SQL, files or clocks: callers pass in the time.
+
+pub mod catalog;
+pub mod localpub;
+pub mod status;
+pub mod sync;
+pub mod version;
+
+pub use catalog::{Classification, UpdateId};
+pub use status::{Severity, StatusMessage};
+pub use sync::{SyncKind, SyncTrigger};

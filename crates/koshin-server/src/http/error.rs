@@ -1,0 +1,53 @@
+//! The one error type at the HTTP edge: each variant maps to a status code and a JSON body
+//! `{"error": "..."}` with a one-line reason.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use koshin_wire::ErrorBody;
+
+#[derive(Debug)]
+pub enum AppError {
+    Unauthorized(String),
+    NotFound(String),
+    BadRequest(String),
+    Internal(String),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (code, msg) = match self {
+            AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::Internal(m) => {
+                tracing::error!(error = %m, "request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, m)
+            }
+        };
+        (code, Json(ErrorBody { error: msg })).into_response()
+    }
+}
+
+impl From<koshin_store::StoreError> for AppError {
+    fn from(e: koshin_store::StoreError) -> Self {
+        match e {
+            koshin_store::StoreError::NotFound(m) => AppError::NotFound(format!("{m} not found")),
+            koshin_store::StoreError::Invalid(m) => AppError::BadRequest(m),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for AppError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        AppError::Internal(format!("request worker failed: {e}"))
+    }
+}
+
+/// Runs blocking storage work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(f).await?
+}

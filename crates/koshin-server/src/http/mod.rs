@@ -1,0 +1,14 @@
+//! The HTTP API under `/api/v1`: one router listing every route ([`router::app`]), one file
+//! per resource, the site injected as state, administrators authenticated by the
+//! [`auth::Admin`] extractor. Every handler either takes `Admin` or says why it is public.
+
+pub mod auth;
+pub mod error;
+pub mod router;
+mod site;
+mod status;
+mod sync;
+mod updates;
+
+pub use error::AppError;
+pub use router::app;

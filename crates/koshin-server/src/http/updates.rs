@@ -1,0 +1,33 @@
+//! The update catalog: list with filters, and one update in full.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use koshin_wire::{UpdateDetail, UpdateQuery, UpdateSummary};
+
+use super::auth::Admin;
+use super::error::{AppError, blocking};
+use crate::site::Site;
+
+pub async fn list(
+    _admin: Admin,
+    State(site): State<Arc<Site>>,
+    Query(q): Query<UpdateQuery>,
+) -> Result<Json<Vec<UpdateSummary>>, AppError> {
+    let store = site.store.clone();
+    blocking(move || Ok(Json(store.list_updates(&q)?))).await
+}
+
+pub async fn show(
+    _admin: Admin,
+    State(site): State<Arc<Site>>,
+    Path(id): Path<String>,
+) -> Result<Json<UpdateDetail>, AppError> {
+    let store = site.store.clone();
+    let key = id.clone();
+    blocking(move || Ok(store.get_update(&key)?))
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::NotFound(format!("no update '{id}' in the catalog")))
+}

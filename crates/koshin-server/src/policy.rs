@@ -1,0 +1,34 @@
+//! The site-wide machine policy (S11): created after each successful sync, it tells clients
+//! where their update points are and lets them start compliance scans.
+
+use koshin_store::Store;
+use koshin_wire::{MachinePolicy, UpdatePoint};
+
+use crate::config::SiteConfig;
+
+/// Builds and stores a new machine policy; returns it.
+pub fn publish(
+    store: &dyn Store,
+    cfg: &SiteConfig,
+    content_version: i64,
+) -> koshin_store::Result<MachinePolicy> {
+    let now = jiff::Timestamp::now();
+    let mut policy = MachinePolicy {
+        policy_version: 0,
+        site: cfg.site.code.clone(),
+        update_points: vec![UpdatePoint {
+            url: cfg.public_url(),
+            role: "active".into(),
+        }],
+        content_version,
+        scan_interval_minutes: cfg.policy.scan_interval_minutes,
+        metadata_ttl_minutes: cfg.policy.metadata_ttl_minutes,
+        first_scan_window_minutes: cfg.policy.first_scan_window_minutes,
+        policy_poll_minutes: cfg.policy.policy_poll_minutes,
+        created: now,
+    };
+    let body = serde_json::to_value(&policy)
+        .map_err(|e| koshin_store::StoreError::Invalid(e.to_string()))?;
+    policy.policy_version = store.put_machine_policy(&body, now.as_millisecond())?;
+    Ok(policy)
+}

@@ -1,0 +1,65 @@
+//! A site opened from its data folder: configuration, database, logs, and the handles the
+//! HTTP layer and the components share.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use koshin_store::{SqliteStore, Store};
+
+use crate::config::SiteConfig;
+use crate::init::{CONFIG_FILE, DATABASE_FILE, layout};
+use crate::log::ComponentLog;
+use crate::status::StatusReporter;
+use crate::sync::SyncHandle;
+
+pub struct Site {
+    pub data: PathBuf,
+    pub config: SiteConfig,
+    pub store: Arc<dyn Store>,
+    pub status: StatusReporter,
+    pub sync: SyncHandle,
+    pub sync_log: Arc<ComponentLog>,
+}
+
+impl Site {
+    pub fn open(data: &Path) -> anyhow::Result<Arc<Site>> {
+        let config_path = data.join(CONFIG_FILE);
+        if !config_path.exists() {
+            anyhow::bail!(
+                "{} has no site ({} is missing): run `koshin site init --code CODE --data {}` first",
+                data.display(),
+                CONFIG_FILE,
+                data.display()
+            );
+        }
+        let config = SiteConfig::load(&config_path)?;
+        for dir in layout(data) {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join(DATABASE_FILE))?);
+        let status = StatusReporter::new(store.clone(), &config.site.code, &config.system_name());
+        let sync_log = Arc::new(ComponentLog::open(
+            &data.join("logs"),
+            "wsyncmgr.log",
+            koshin_domain::status::SYNC_MANAGER,
+        ));
+        Ok(Arc::new(Site {
+            data: data.to_path_buf(),
+            config,
+            store,
+            status,
+            sync: SyncHandle::default(),
+            sync_log,
+        }))
+    }
+
+    pub fn sync_inbox(&self) -> PathBuf {
+        self.data.join("inboxes").join("wsyncmgr.box")
+    }
+
+    pub fn local_publisher_dir(&self) -> PathBuf {
+        self.data.join(&self.config.upstream.local_publisher_dir)
+    }
+}

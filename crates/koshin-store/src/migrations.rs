@@ -1,0 +1,110 @@
+//! Versioned schema migrations, applied in order inside one transaction each; the schema
+//! version is SQLite's `user_version`. Never edit a released migration: add the next one.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the site, status messages, the catalog, sync state, policy, administrators.
+    r#"
+CREATE TABLE site_kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE admin_tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE TABLE status_messages (
+    id INTEGER PRIMARY KEY,
+    message_id INTEGER NOT NULL,
+    severity TEXT NOT NULL CHECK (severity IN ('I','W','E')),
+    level TEXT NOT NULL CHECK (level IN ('M','D')),
+    source TEXT NOT NULL,
+    component TEXT NOT NULL,
+    system TEXT NOT NULL,
+    site TEXT NOT NULL,
+    process_id INTEGER NOT NULL,
+    thread_id INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    insertion_strings TEXT NOT NULL,
+    attributes TEXT NOT NULL
+);
+CREATE INDEX status_messages_time ON status_messages(time_ms);
+CREATE INDEX status_messages_component ON status_messages(component, time_ms);
+CREATE INDEX status_messages_message ON status_messages(message_id, time_ms);
+CREATE TABLE update_sources (
+    id TEXT PRIMARY KEY,
+    content_version INTEGER NOT NULL,
+    updated_ms INTEGER
+);
+CREATE TABLE updates (
+    id TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    metadata_hash TEXT NOT NULL,
+    product TEXT NOT NULL,
+    classification TEXT NOT NULL,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    article_id TEXT NOT NULL,
+    bulletin_id TEXT,
+    severity TEXT,
+    source TEXT NOT NULL,
+    version TEXT NOT NULL,
+    supersedence_group TEXT,
+    released_ms INTEGER NOT NULL,
+    revised_ms INTEGER NOT NULL,
+    first_synced_ms INTEGER NOT NULL,
+    superseded_by TEXT,
+    expired INTEGER NOT NULL DEFAULT 0,
+    expired_ms INTEGER,
+    local_json TEXT,
+    content_version INTEGER NOT NULL
+);
+CREATE INDEX updates_content_version ON updates(content_version);
+CREATE INDEX updates_product ON updates(product, classification);
+CREATE INDEX updates_article ON updates(article_id);
+CREATE TABLE update_binaries (
+    update_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    version TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (update_id, name, architecture, version)
+) WITHOUT ROWID;
+CREATE INDEX update_binaries_name ON update_binaries(name, architecture);
+CREATE TABLE sync_status (
+    site TEXT PRIMARY KEY,
+    sync_now TEXT,
+    sync_now_ms INTEGER
+);
+CREATE TABLE sync_runs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running','succeeded','failed')),
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER,
+    error TEXT,
+    items INTEGER,
+    content_version INTEGER,
+    phase TEXT,
+    progress_done INTEGER NOT NULL DEFAULT 0,
+    progress_total INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE synced_indices (
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (source, path)
+);
+CREATE TABLE schedules (name TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+CREATE TABLE machine_policy (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+"#,
+];

@@ -1,0 +1,866 @@
+//! The embedded SQLite backend: one writer connection and a small pool of readers, WAL
+//! journal, `synchronous=FULL` (a committed write survives a crash of the process and of the
+//! machine), foreign data only through bound parameters.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use jiff::Timestamp;
+use koshin_domain::catalog::{StoredUpdate, SyncPlan, UpdateCandidate, UpdateId};
+use koshin_domain::status::{StatusMessage, describe};
+use koshin_domain::sync::SyncKind;
+use koshin_wire::{
+    CatalogCount, StatusMessageOut, StatusQuery, SyncRun, UpdateBinary, UpdateDetail, UpdateQuery,
+    UpdateSummary,
+};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use crate::migrations::MIGRATIONS;
+use crate::traits::*;
+use crate::{Result, StoreError};
+
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    // A panic while holding the lock leaves the connection usable: SQLite rolls back
+    // an unfinished transaction when the Transaction guard drops.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn open_conn(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the site database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        let mut writer = open_conn(path)?;
+        migrate(&mut writer)?;
+        let readers = (0..3)
+            .map(|_| open_conn(path).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// Sets up the site's first rows: its code and its update source.
+    pub fn initialize_site(&self, site_code: &str, update_source_id: &str) -> Result<()> {
+        let conn = lock(&self.writer);
+        conn.execute(
+            "INSERT OR IGNORE INTO site_kv(key, value) VALUES ('site_code', ?1)",
+            params![site_code],
+        )?;
+        conn.execute(
+            "INSERT OR IGNORE INTO update_sources(id, content_version) SELECT ?1, 0 WHERE NOT EXISTS (SELECT 1 FROM update_sources)",
+            params![update_source_id],
+        )?;
+        conn.execute(
+            "INSERT OR IGNORE INTO sync_status(site) VALUES (?1)",
+            params![site_code],
+        )?;
+        Ok(())
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        lock(&self.readers[i])
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .reader()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(StoreError::TooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied site database migration");
+    }
+    Ok(())
+}
+
+fn insert_binaries(tx: &rusqlite::Transaction<'_>, c: &UpdateCandidate) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR REPLACE INTO update_binaries(update_id, name, architecture, version, filename, size, sha256) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+    )?;
+    let id = c.id.to_string();
+    for b in &c.binaries {
+        stmt.execute(params![
+            id,
+            b.name,
+            b.architecture,
+            b.version,
+            b.filename,
+            b.size as i64,
+            b.sha256
+        ])?;
+    }
+    Ok(())
+}
+
+fn local_json(c: &UpdateCandidate) -> Result<Option<String>> {
+    c.local
+        .as_ref()
+        .map(|l| serde_json::to_string(l).map_err(|e| StoreError::Invalid(e.to_string())))
+        .transpose()
+}
+
+const SUMMARY_COLUMNS: &str = "id, revision, title, product, classification, article_id, bulletin_id, severity, released_ms, revised_ms, superseded_by, expired, source, version";
+
+fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UpdateSummary> {
+    Ok(UpdateSummary {
+        id: r.get(0)?,
+        revision: r.get(1)?,
+        title: r.get(2)?,
+        product: r.get(3)?,
+        classification: r.get(4)?,
+        article_id: r.get(5)?,
+        bulletin_id: r.get(6)?,
+        severity: r.get(7)?,
+        released: ts(r.get(8)?),
+        revised: ts(r.get(9)?),
+        superseded_by: r.get(10)?,
+        expired: r.get::<_, i64>(11)? != 0,
+        source: r.get(12)?,
+        version: r.get(13)?,
+    })
+}
+
+impl CatalogStore for SqliteStore {
+    fn stored_updates(&self) -> Result<Vec<StoredUpdate>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, revision, metadata_hash, expired, superseded_by, supersedence_group, version FROM updates",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)? != 0,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        let parse = |s: &str| {
+            uuid::Uuid::parse_str(s)
+                .map(UpdateId)
+                .map_err(|_| StoreError::Corrupt(format!("update id '{s}' is not a UUID")))
+        };
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, revision, metadata_hash, expired, sup, group, version) = row?;
+            out.push(StoredUpdate {
+                id: parse(&id)?,
+                revision,
+                metadata_hash,
+                expired,
+                superseded_by: sup.as_deref().map(parse).transpose()?,
+                group,
+                version,
+            });
+        }
+        Ok(out)
+    }
+
+    fn apply_sync(
+        &self,
+        plan: &SyncPlan,
+        commit: &SyncCommit,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ApplyOutcome> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let (source_id, cv): (String, i64) = tx.query_row(
+            "SELECT id, content_version FROM update_sources LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let items = plan.changed_items();
+        let new_cv = if items > 0 { cv + 1 } else { cv };
+        let now = commit.now_ms;
+        let total = (plan.inserts.len()
+            + plan.revisions.len()
+            + plan.expire.len()
+            + plan.unexpire.len()
+            + plan.supersedence.len()) as u64;
+        let mut done = 0u64;
+        let mut tick = |n: &mut u64| {
+            *n += 1;
+            if *n % 1024 == 0 {
+                progress(*n, total);
+            }
+        };
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, bulletin_id, severity, source, version, supersedence_group, released_ms, revised_ms, first_synced_ms, expired, local_json, content_version) VALUES (?1,1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?15,0,?16,?17)",
+            )?;
+            for c in &plan.inserts {
+                ins.execute(params![
+                    c.id.to_string(),
+                    c.metadata_hash(),
+                    c.product,
+                    c.classification.name(),
+                    c.title,
+                    c.description,
+                    c.vendor,
+                    c.article_id,
+                    c.bulletin_id,
+                    c.severity,
+                    c.source,
+                    c.version,
+                    c.supersedence_group(),
+                    c.released * 1000,
+                    now,
+                    local_json(c)?,
+                    new_cv
+                ])?;
+                insert_binaries(&tx, c)?;
+                tick(&mut done);
+            }
+            let mut upd = tx.prepare_cached(
+                "UPDATE updates SET revision=?2, metadata_hash=?3, product=?4, classification=?5, title=?6, description=?7, vendor=?8, article_id=?9, bulletin_id=?10, severity=?11, revised_ms=?12, local_json=?13, content_version=?14 WHERE id=?1",
+            )?;
+            let mut del = tx.prepare_cached("DELETE FROM update_binaries WHERE update_id=?1")?;
+            for (c, rev) in &plan.revisions {
+                let id = c.id.to_string();
+                upd.execute(params![
+                    id,
+                    rev,
+                    c.metadata_hash(),
+                    c.product,
+                    c.classification.name(),
+                    c.title,
+                    c.description,
+                    c.vendor,
+                    c.article_id,
+                    c.bulletin_id,
+                    c.severity,
+                    now,
+                    local_json(c)?,
+                    new_cv
+                ])?;
+                del.execute(params![id])?;
+                insert_binaries(&tx, c)?;
+                tick(&mut done);
+            }
+            let mut exp = tx.prepare_cached(
+                "UPDATE updates SET expired=1, expired_ms=?2, content_version=?3 WHERE id=?1",
+            )?;
+            for id in &plan.expire {
+                exp.execute(params![id.to_string(), now, new_cv])?;
+                tick(&mut done);
+            }
+            let mut unexp = tx.prepare_cached(
+                "UPDATE updates SET expired=0, expired_ms=NULL, content_version=?2 WHERE id=?1",
+            )?;
+            for id in &plan.unexpire {
+                unexp.execute(params![id.to_string(), new_cv])?;
+                tick(&mut done);
+            }
+            let mut sup = tx.prepare_cached(
+                "UPDATE updates SET superseded_by=?2, content_version=?3 WHERE id=?1",
+            )?;
+            for (id, by) in &plan.supersedence {
+                sup.execute(params![id.to_string(), by.map(|b| b.to_string()), new_cv])?;
+                tick(&mut done);
+            }
+        }
+        progress(total, total);
+        if items > 0 {
+            tx.execute(
+                "UPDATE update_sources SET content_version=?2, updated_ms=?3 WHERE id=?1",
+                params![source_id, new_cv, now],
+            )?;
+        }
+        tx.execute("DELETE FROM synced_indices", [])?;
+        {
+            let mut si = tx.prepare_cached(
+                "INSERT OR REPLACE INTO synced_indices(source, path, sha256) VALUES (?1,?2,?3)",
+            )?;
+            for (s, p, h) in &commit.indices {
+                si.execute(params![s, p, h])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO site_kv(key, value) VALUES ('sync_fingerprint', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            params![commit.fingerprint],
+        )?;
+        tx.commit()?;
+        Ok(ApplyOutcome {
+            items,
+            content_version: new_cv,
+            changed: items > 0,
+        })
+    }
+
+    fn list_updates(&self, q: &UpdateQuery) -> Result<Vec<UpdateSummary>> {
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM updates WHERE 1=1");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(c) = &q.classification {
+            args.push(c.clone());
+            sql.push_str(&format!(
+                " AND classification = ?{} COLLATE NOCASE",
+                args.len()
+            ));
+        }
+        if let Some(p) = &q.product {
+            args.push(p.clone());
+            sql.push_str(&format!(" AND product = ?{} COLLATE NOCASE", args.len()));
+        }
+        if q.superseded {
+            sql.push_str(" AND superseded_by IS NOT NULL");
+        }
+        if q.expired {
+            sql.push_str(" AND expired = 1");
+        }
+        if let Some(s) = &q.search {
+            args.push(format!("%{s}%"));
+            let n = args.len();
+            sql.push_str(&format!(
+                " AND (title LIKE ?{n} OR source LIKE ?{n} OR article_id LIKE ?{n})"
+            ));
+        }
+        sql.push_str(" ORDER BY product, source, released_ms, id");
+        sql.push_str(&format!(
+            " LIMIT {} OFFSET {}",
+            q.limit.map(i64::from).unwrap_or(-1),
+            q.offset.unwrap_or(0)
+        ));
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), summary_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn get_update(&self, key: &str) -> Result<Option<UpdateDetail>> {
+        let conn = self.reader();
+        let key = key.trim();
+        let ids: Vec<String> = {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id FROM updates WHERE id = ?1 UNION SELECT id FROM updates WHERE article_id = ?1 OR title = ?1 LIMIT 2",
+            )?;
+            let found: Vec<String> = stmt
+                .query_map(params![key], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if found.is_empty()
+                && key.len() >= 4
+                && key.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            {
+                let mut stmt =
+                    conn.prepare_cached("SELECT id FROM updates WHERE id LIKE ?1 LIMIT 2")?;
+                stmt.query_map(params![format!("{key}%")], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            } else {
+                found
+            }
+        };
+        let id = match ids.as_slice() {
+            [] => return Ok(None),
+            [one] => one.clone(),
+            _ => {
+                return Err(StoreError::Invalid(format!(
+                    "'{key}' names more than one update; give the full id"
+                )));
+            }
+        };
+        let row = conn
+            .query_row(
+                &format!(
+                    "SELECT {SUMMARY_COLUMNS}, vendor, description, first_synced_ms, content_version, local_json FROM updates WHERE id = ?1"
+                ),
+                params![id],
+                |r| {
+                    Ok((
+                        summary_row(r)?,
+                        r.get::<_, String>(14)?,
+                        r.get::<_, String>(15)?,
+                        r.get::<_, i64>(16)?,
+                        r.get::<_, i64>(17)?,
+                        r.get::<_, Option<String>>(18)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((summary, vendor, description, first_synced, content_version, local)) = row else {
+            return Ok(None);
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, architecture, version, filename, size, sha256 FROM update_binaries WHERE update_id = ?1 ORDER BY name, architecture",
+        )?;
+        let packages = stmt
+            .query_map(params![id], |r| {
+                Ok(UpdateBinary {
+                    name: r.get(0)?,
+                    architecture: r.get(1)?,
+                    version: r.get(2)?,
+                    filename: r.get(3)?,
+                    size: r.get::<_, i64>(4)? as u64,
+                    sha256: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id FROM updates WHERE superseded_by = ?1 ORDER BY id")?;
+        let supersedes = stmt
+            .query_map(params![id], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        let local = local
+            .map(|s| {
+                serde_json::from_str(&s)
+                    .map_err(|e| StoreError::Corrupt(format!("local_json of {id}: {e}")))
+            })
+            .transpose()?;
+        Ok(Some(UpdateDetail {
+            summary,
+            vendor,
+            description,
+            first_synced: ts(first_synced),
+            content_version,
+            packages,
+            supersedes,
+            required_by: Vec::new(),
+            local,
+        }))
+    }
+
+    fn content_version(&self) -> Result<(String, i64)> {
+        Ok(self.reader().query_row(
+            "SELECT id, content_version FROM update_sources LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    fn catalog_counts(&self) -> Result<Vec<CatalogCount>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT product, classification, COUNT(*), SUM(superseded_by IS NOT NULL), SUM(expired) FROM updates GROUP BY product, classification ORDER BY product, classification",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CatalogCount {
+                product: r.get(0)?,
+                classification: r.get(1)?,
+                updates: r.get::<_, i64>(2)? as u64,
+                superseded: r.get::<_, i64>(3)? as u64,
+                expired: r.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn synced_indices(&self) -> Result<(Vec<(String, String, String)>, Option<String>)> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached("SELECT source, path, sha256 FROM synced_indices")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let fp = conn
+            .query_row(
+                "SELECT value FROM site_kv WHERE key='sync_fingerprint'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok((rows, fp))
+    }
+}
+
+impl StatusStore for SqliteStore {
+    fn insert_status(&self, m: &StatusMessage) -> Result<i64> {
+        m.validate()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let conn = lock(&self.writer);
+        conn.execute(
+            "INSERT INTO status_messages(message_id, severity, level, source, component, system, site, process_id, thread_id, time_ms, insertion_strings, attributes) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+            params![
+                m.message_id,
+                m.severity.letter().to_string(),
+                m.level.letter().to_string(),
+                m.source,
+                m.component,
+                m.system,
+                m.site,
+                m.process_id,
+                m.thread_id as i64,
+                m.time_ms,
+                serde_json::to_string(&m.insertion_strings).map_err(|e| StoreError::Invalid(e.to_string()))?,
+                serde_json::to_string(&m.attributes).map_err(|e| StoreError::Invalid(e.to_string()))?,
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn query_status(&self, q: &StatusQuery) -> Result<Vec<StatusMessageOut>> {
+        let mut sql = String::from(
+            "SELECT id, message_id, severity, level, source, component, system, site, process_id, thread_id, time_ms, insertion_strings, attributes FROM status_messages WHERE 1=1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut push = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(c) = &q.component {
+            push(
+                &mut sql,
+                " AND component = ? COLLATE NOCASE",
+                c.clone().into(),
+            );
+        }
+        if let Some(id) = q.id {
+            push(&mut sql, " AND message_id = ?", (id as i64).into());
+        }
+        if let Some(s) = &q.severity {
+            push(
+                &mut sql,
+                " AND severity = ?",
+                s.to_ascii_uppercase()
+                    .chars()
+                    .take(1)
+                    .collect::<String>()
+                    .into(),
+            );
+        }
+        if let Some(s) = &q.system {
+            push(&mut sql, " AND system = ? COLLATE NOCASE", s.clone().into());
+        }
+        if let Some(t) = q.since {
+            push(&mut sql, " AND time_ms >= ?", t.as_millisecond().into());
+        }
+        if let Some(a) = q.after {
+            push(&mut sql, " AND id > ?", a.into());
+        }
+        // Newest last; with a limit, the newest N.
+        let limit = q.limit.map(i64::from).unwrap_or(-1);
+        let sql = format!("SELECT * FROM ({sql} ORDER BY id DESC LIMIT {limit}) ORDER BY id ASC");
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, u32>(8)?,
+                r.get::<_, i64>(9)?,
+                r.get::<_, i64>(10)?,
+                r.get::<_, String>(11)?,
+                r.get::<_, String>(12)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                record_id,
+                message_id,
+                severity,
+                level,
+                source,
+                component,
+                system,
+                site,
+                pid,
+                tid,
+                time_ms,
+                istr,
+                attrs,
+            ) = row?;
+            let insertion_strings: Vec<String> = serde_json::from_str(&istr)
+                .map_err(|e| StoreError::Corrupt(format!("status message {record_id}: {e}")))?;
+            let attributes = serde_json::from_str(&attrs)
+                .map_err(|e| StoreError::Corrupt(format!("status message {record_id}: {e}")))?;
+            let mut description = describe(message_id)
+                .unwrap_or("Status message %0.")
+                .to_string();
+            for (i, s) in insertion_strings.iter().enumerate().rev() {
+                description = description.replace(&format!("%{}", i + 1), s);
+            }
+            let description = description.replace("%0", &message_id.to_string());
+            out.push(StatusMessageOut {
+                record_id,
+                message_id,
+                severity,
+                level,
+                source,
+                component,
+                system,
+                site,
+                process_id: pid,
+                thread_id: tid as u64,
+                time: ts(time_ms),
+                insertion_strings,
+                attributes,
+                description,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn kind_name(k: SyncKind) -> &'static str {
+    k.name()
+}
+
+impl SyncStore for SqliteStore {
+    fn request_sync(&self, kind: SyncKind, now_ms: i64) -> Result<()> {
+        let conn = lock(&self.writer);
+        // SyncNow = 'SELF' (delta) or 'FULL'; a pending FULL is never downgraded.
+        let value = match kind {
+            SyncKind::Full => "FULL",
+            SyncKind::Delta => "SELF",
+        };
+        conn.execute(
+            "UPDATE sync_status SET sync_now = CASE WHEN sync_now = 'FULL' THEN 'FULL' ELSE ?1 END, sync_now_ms = ?2",
+            params![value, now_ms],
+        )?;
+        Ok(())
+    }
+
+    fn take_sync_request(&self) -> Result<Option<SyncKind>> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let v: Option<String> = tx
+            .query_row("SELECT sync_now FROM sync_status LIMIT 1", [], |r| r.get(0))
+            .optional()?
+            .flatten();
+        tx.execute("UPDATE sync_status SET sync_now = NULL", [])?;
+        tx.commit()?;
+        Ok(match v.as_deref() {
+            Some("FULL") => Some(SyncKind::Full),
+            Some(_) => Some(SyncKind::Delta),
+            None => None,
+        })
+    }
+
+    fn pending_sync_request(&self) -> Result<Option<SyncKind>> {
+        let v: Option<String> = self
+            .reader()
+            .query_row("SELECT sync_now FROM sync_status LIMIT 1", [], |r| r.get(0))
+            .optional()?
+            .flatten();
+        Ok(match v.as_deref() {
+            Some("FULL") => Some(SyncKind::Full),
+            Some(_) => Some(SyncKind::Delta),
+            None => None,
+        })
+    }
+
+    fn start_run(&self, kind: SyncKind, trigger: &str, now_ms: i64) -> Result<i64> {
+        let conn = lock(&self.writer);
+        conn.execute(
+            "INSERT INTO sync_runs(kind, trigger, state, started_ms) VALUES (?1, ?2, 'running', ?3)",
+            params![kind_name(kind), trigger, now_ms],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn progress_run(&self, id: i64, phase: &str, done: u64, total: u64) -> Result<()> {
+        lock(&self.writer).execute(
+            "UPDATE sync_runs SET phase=?2, progress_done=?3, progress_total=?4 WHERE id=?1",
+            params![id, phase, done as i64, total as i64],
+        )?;
+        Ok(())
+    }
+
+    fn finish_run(
+        &self,
+        id: i64,
+        now_ms: i64,
+        error: Option<&str>,
+        items: Option<u64>,
+        cv: Option<i64>,
+    ) -> Result<()> {
+        lock(&self.writer).execute(
+            "UPDATE sync_runs SET state=?2, finished_ms=?3, error=?4, items=?5, content_version=?6 WHERE id=?1",
+            params![
+                id,
+                if error.is_some() { "failed" } else { "succeeded" },
+                now_ms,
+                error,
+                items.map(|n| n as i64),
+                cv
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn runs(&self, limit: u32) -> Result<Vec<SyncRun>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, kind, trigger, state, started_ms, finished_ms, error, items, content_version, phase, progress_done, progress_total FROM sync_runs ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit], |r| {
+            Ok(SyncRun {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                trigger: r.get(2)?,
+                state: r.get(3)?,
+                started: ts(r.get(4)?),
+                finished: r.get::<_, Option<i64>>(5)?.map(ts),
+                error: r.get(6)?,
+                items: r.get::<_, Option<i64>>(7)?.map(|n| n as u64),
+                content_version: r.get(8)?,
+                phase: r.get(9)?,
+                progress_done: r.get::<_, i64>(10)? as u64,
+                progress_total: r.get::<_, i64>(11)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn fail_abandoned_runs(&self, now_ms: i64) -> Result<usize> {
+        Ok(lock(&self.writer).execute(
+            "UPDATE sync_runs SET state='failed', finished_ms=?1, error='the site server stopped during the sync' WHERE state='running'",
+            params![now_ms],
+        )?)
+    }
+
+    fn schedule_get(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT at_ms FROM schedules WHERE name=?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn schedule_set(&self, name: &str, at_ms: Option<i64>) -> Result<()> {
+        let conn = lock(&self.writer);
+        match at_ms {
+            Some(at) => conn.execute(
+                "INSERT INTO schedules(name, at_ms) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET at_ms=excluded.at_ms",
+                params![name, at],
+            )?,
+            None => conn.execute("DELETE FROM schedules WHERE name=?1", params![name])?,
+        };
+        Ok(())
+    }
+}
+
+impl PolicyStore for SqliteStore {
+    fn put_machine_policy(&self, body: &serde_json::Value, now_ms: i64) -> Result<i64> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let v: i64 = tx
+            .query_row("SELECT version FROM machine_policy WHERE id=1", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0)
+            + 1;
+        let mut body = body.clone();
+        if let Some(o) = body.as_object_mut() {
+            o.insert("policy_version".into(), v.into());
+        }
+        tx.execute(
+            "INSERT INTO machine_policy(id, version, body, created_ms) VALUES (1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET version=excluded.version, body=excluded.body, created_ms=excluded.created_ms",
+            params![v, body.to_string(), now_ms],
+        )?;
+        tx.commit()?;
+        Ok(v)
+    }
+
+    fn machine_policy(&self) -> Result<Option<(i64, serde_json::Value)>> {
+        let row: Option<(i64, String)> = self
+            .reader()
+            .query_row(
+                "SELECT version, body FROM machine_policy WHERE id=1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(v, b)| {
+            serde_json::from_str(&b)
+                .map(|j| (v, j))
+                .map_err(|e| StoreError::Corrupt(format!("machine policy: {e}")))
+        })
+        .transpose()
+    }
+}
+
+impl AuthStore for SqliteStore {
+    fn add_token(&self, name: &str, token_sha256: &str, role: &str, now_ms: i64) -> Result<i64> {
+        let conn = lock(&self.writer);
+        conn.execute(
+            "INSERT INTO admin_tokens(name, token_sha256, role, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![name, token_sha256, role, now_ms],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn find_token(&self, token_sha256: &str) -> Result<Option<TokenInfo>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT id, name, role FROM admin_tokens WHERE token_sha256=?1 AND revoked_ms IS NULL",
+                params![token_sha256],
+                |r| {
+                    Ok(TokenInfo {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        role: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+impl SiteStore for SqliteStore {
+    fn site_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT value FROM site_kv WHERE key=?1",
+                params![key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn site_set(&self, key: &str, value: &str) -> Result<()> {
+        lock(&self.writer).execute(
+            "INSERT INTO site_kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! The storage traits components depend on. Each is small and named for what it keeps.
+
+use koshin_domain::catalog::{StoredUpdate, SyncPlan};
+use koshin_domain::status::StatusMessage;
+use koshin_domain::sync::SyncKind;
+use koshin_wire::{
+    CatalogCount, StatusMessageOut, StatusQuery, SyncRun, UpdateDetail, UpdateQuery, UpdateSummary,
+};
+
+use crate::Result;
+
+/// What a successful sync writes besides the catalog changes, in the same transaction.
+#[derive(Clone, Debug, Default)]
+pub struct SyncCommit {
+    pub run_id: i64,
+    pub now_ms: i64,
+    /// Every index consumed: (source label, index path, sha256).
+    pub indices: Vec<(String, String, String)>,
+    /// Fingerprint of upstream state + criteria, for the no-change shortcut.
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub items: usize,
+    pub content_version: i64,
+    pub changed: bool,
+}
+
+pub trait CatalogStore: Send + Sync {
+    /// What a sync needs to know of every stored update.
+    fn stored_updates(&self) -> Result<Vec<StoredUpdate>>;
+    /// Applies a sync plan atomically; the content version increases only if it changes
+    /// something. `progress(done, total)` is called as rows are written.
+    fn apply_sync(
+        &self,
+        plan: &SyncPlan,
+        commit: &SyncCommit,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ApplyOutcome>;
+    fn list_updates(&self, q: &UpdateQuery) -> Result<Vec<UpdateSummary>>;
+    /// By id or by unique prefix, or by article id.
+    fn get_update(&self, key: &str) -> Result<Option<UpdateDetail>>;
+    /// (update source id, content version).
+    fn content_version(&self) -> Result<(String, i64)>;
+    fn catalog_counts(&self) -> Result<Vec<CatalogCount>>;
+    /// Index SHA-256s consumed by the last successful sync, and its fingerprint.
+    fn synced_indices(&self) -> Result<(Vec<(String, String, String)>, Option<String>)>;
+}
+
+pub trait StatusStore: Send + Sync {
+    fn insert_status(&self, m: &StatusMessage) -> Result<i64>;
+    fn query_status(&self, q: &StatusQuery) -> Result<Vec<StatusMessageOut>>;
+}
+
+pub trait SyncStore: Send + Sync {
+    /// Records a manual sync request (the seeds' `SyncNow = SELF`); a full request wins
+    /// over a pending delta one.
+    fn request_sync(&self, kind: SyncKind, now_ms: i64) -> Result<()>;
+    /// Takes (and clears) the pending request.
+    fn take_sync_request(&self) -> Result<Option<SyncKind>>;
+    fn pending_sync_request(&self) -> Result<Option<SyncKind>>;
+    fn start_run(&self, kind: SyncKind, trigger: &str, now_ms: i64) -> Result<i64>;
+    fn progress_run(&self, id: i64, phase: &str, done: u64, total: u64) -> Result<()>;
+    fn finish_run(
+        &self,
+        id: i64,
+        now_ms: i64,
+        error: Option<&str>,
+        items: Option<u64>,
+        content_version: Option<i64>,
+    ) -> Result<()>;
+    fn runs(&self, limit: u32) -> Result<Vec<SyncRun>>;
+    /// Runs left "running" by a process that died: marked failed at start-up.
+    fn fail_abandoned_runs(&self, now_ms: i64) -> Result<usize>;
+    fn schedule_get(&self, name: &str) -> Result<Option<i64>>;
+    fn schedule_set(&self, name: &str, at_ms: Option<i64>) -> Result<()>;
+}
+
+pub trait PolicyStore: Send + Sync {
+    /// Stores the site-wide machine policy; returns its new version.
+    fn put_machine_policy(&self, body: &serde_json::Value, now_ms: i64) -> Result<i64>;
+    fn machine_policy(&self) -> Result<Option<(i64, serde_json::Value)>>;
+}
+
+/// An administrator token, as stored (only its SHA-256).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+}
+
+pub trait AuthStore: Send + Sync {
+    fn add_token(&self, name: &str, token_sha256: &str, role: &str, now_ms: i64) -> Result<i64>;
+    fn find_token(&self, token_sha256: &str) -> Result<Option<TokenInfo>>;
+}
+
+pub trait SiteStore: Send + Sync {
+    fn site_get(&self, key: &str) -> Result<Option<String>>;
+    fn site_set(&self, key: &str, value: &str) -> Result<()>;
+}
+
+/// Everything a site keeps.
+pub trait Store:
+    CatalogStore + StatusStore + SyncStore + PolicyStore + AuthStore + SiteStore
+{
+}
+impl<T: CatalogStore + StatusStore + SyncStore + PolicyStore + AuthStore + SiteStore> Store for T {}

@@ -1,0 +1,206 @@
+//! Wire types: the JSON bodies of the HTTP API under `/api/v1`, shared by the site server,
+//! the CLI and (later) the agent and the console. This is the one place that decides field
+//! names; cli.md promises them (snake_case), so change them only with a changelog entry.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// An error answer: `{"error": "..."}` with a one-line reason.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// One update of the catalog, as `koshin updates list --json` prints it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateSummary {
+    pub id: String,
+    pub revision: u32,
+    pub title: String,
+    pub product: String,
+    pub classification: String,
+    pub article_id: String,
+    pub bulletin_id: Option<String>,
+    pub severity: Option<String>,
+    pub released: Timestamp,
+    pub revised: Timestamp,
+    pub superseded_by: Option<String>,
+    pub expired: bool,
+    pub source: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateBinary {
+    pub name: String,
+    pub architecture: String,
+    pub version: String,
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A computer that requires an update (filled once clients report, with the agent issue).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComputerRef {
+    pub name: String,
+    pub id: String,
+}
+
+/// One update in full, as `koshin updates show ID` prints it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateDetail {
+    #[serde(flatten)]
+    pub summary: UpdateSummary,
+    pub vendor: String,
+    pub description: String,
+    pub first_synced: Timestamp,
+    pub content_version: i64,
+    pub packages: Vec<UpdateBinary>,
+    pub supersedes: Vec<String>,
+    pub required_by: Vec<ComputerRef>,
+    /// Local publisher updates: detection rules, content files, install command.
+    pub local: Option<serde_json::Value>,
+}
+
+/// `GET /api/v1/updates` query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UpdateQuery {
+    pub classification: Option<String>,
+    pub product: Option<String>,
+    /// Only superseded updates.
+    #[serde(default)]
+    pub superseded: bool,
+    /// Only expired updates.
+    #[serde(default)]
+    pub expired: bool,
+    /// Substring of title, source or article id.
+    pub search: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+/// A status message as the API and `koshin status-messages --json` give it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusMessageOut {
+    pub record_id: i64,
+    pub message_id: u32,
+    pub severity: String,
+    pub level: String,
+    pub source: String,
+    pub component: String,
+    pub system: String,
+    pub site: String,
+    pub process_id: u32,
+    pub thread_id: u64,
+    pub time: Timestamp,
+    pub insertion_strings: Vec<String>,
+    pub attributes: BTreeMap<String, String>,
+    pub description: String,
+}
+
+/// `GET /api/v1/status-messages` query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StatusQuery {
+    pub component: Option<String>,
+    pub id: Option<u32>,
+    pub severity: Option<String>,
+    pub system: Option<String>,
+    /// Only messages at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only messages with a record id above this (for following).
+    pub after: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// `POST /api/v1/sync`: ask for a sync now (SyncNow).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SyncRequest {
+    #[serde(default)]
+    pub full: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncRequestAccepted {
+    /// "full" or "delta".
+    pub kind: String,
+    /// The last sync run before this request: a waiting client watches for a newer one.
+    pub after_run: Option<i64>,
+}
+
+/// One sync run of the sync manager.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncRun {
+    pub id: i64,
+    pub kind: String,
+    pub trigger: String,
+    /// "running", "succeeded" or "failed".
+    pub state: String,
+    pub started: Timestamp,
+    pub finished: Option<Timestamp>,
+    pub error: Option<String>,
+    pub items: Option<u64>,
+    pub content_version: Option<i64>,
+    pub phase: Option<String>,
+    pub progress_done: u64,
+    pub progress_total: u64,
+}
+
+/// `GET /api/v1/sync`: where synchronization stands.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncStatus {
+    pub site: String,
+    pub update_source_id: String,
+    pub content_version: i64,
+    pub pending_request: Option<String>,
+    pub next_scheduled: Option<Timestamp>,
+    pub next_retry: Option<Timestamp>,
+    pub runs: Vec<SyncRun>,
+}
+
+/// An update point (the seeds' SUP) clients can scan against.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdatePoint {
+    pub url: String,
+    /// "active", "replica" or "internet".
+    pub role: String,
+}
+
+/// The site-wide machine policy created after each successful sync (S11).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachinePolicy {
+    pub policy_version: i64,
+    pub site: String,
+    pub update_points: Vec<UpdatePoint>,
+    pub content_version: i64,
+    /// The scan schedule, in minutes (default 7 days).
+    pub scan_interval_minutes: u64,
+    /// How long client metadata stays valid, in minutes (default 24 hours, C6).
+    pub metadata_ttl_minutes: u64,
+    /// Clients schedule their first scan at a random time within this many minutes (C2).
+    pub first_scan_window_minutes: u64,
+    /// How often clients poll machine policy.
+    pub policy_poll_minutes: u64,
+    pub created: Timestamp,
+}
+
+/// Counts of the catalog, per product and classification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CatalogCount {
+    pub product: String,
+    pub classification: String,
+    pub updates: u64,
+    pub superseded: u64,
+    pub expired: u64,
+}
+
+/// `GET /api/v1/site`: who this site is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SiteInfo {
+    pub site: String,
+    pub version: String,
+    pub content_version: i64,
+    pub catalog: Vec<CatalogCount>,
+}

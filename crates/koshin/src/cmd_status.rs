@@ -1,0 +1,123 @@
+//! `koshin status-messages`: the status message viewer on the command line.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use koshin_wire::{StatusMessageOut, StatusQuery};
+
+use crate::client::Api;
+use crate::output;
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Only this component (e.g. SMS_WSUS_SYNC_MANAGER).
+    #[arg(long)]
+    component: Option<String>,
+    /// Only this message ID (e.g. 6703).
+    #[arg(long)]
+    id: Option<u32>,
+    /// I, W or E.
+    #[arg(long)]
+    severity: Option<String>,
+    /// Only messages from this system.
+    #[arg(long)]
+    system: Option<String>,
+    /// Only messages of the last DURATION (30m, 2h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many (the newest).
+    #[arg(long)]
+    limit: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(api: &Api, a: StatusArgs) -> anyhow::Result<ExitCode> {
+    if let Some(s) = &a.severity
+        && koshin_domain::Severity::parse(s).is_none()
+    {
+        anyhow::bail!("--severity must be I, W or E, not '{s}'");
+    }
+    let since = match &a.since {
+        Some(d) => {
+            let d = output::parse_duration(d)?;
+            Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(d.as_secs() as i64))
+        }
+        None => None,
+    };
+    let q = StatusQuery {
+        component: a.component,
+        id: a.id,
+        severity: a.severity,
+        system: a.system,
+        since,
+        after: None,
+        limit: a.limit,
+    };
+    let list: Vec<StatusMessageOut> = api
+        .get("/api/v1/status-messages", &q, "status messages")
+        .await?;
+    if a.json {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            message_id: u32,
+            severity: &'a str,
+            level: &'a str,
+            component: &'a str,
+            system: &'a str,
+            site: &'a str,
+            time: jiff::Timestamp,
+            process_id: u32,
+            thread_id: u64,
+            insertion_strings: &'a [String],
+            attributes: &'a std::collections::BTreeMap<String, String>,
+            description: &'a str,
+        }
+        let out: Vec<Out> = list
+            .iter()
+            .map(|m| Out {
+                message_id: m.message_id,
+                severity: &m.severity,
+                level: &m.level,
+                component: &m.component,
+                system: &m.system,
+                site: &m.site,
+                time: m.time,
+                process_id: m.process_id,
+                thread_id: m.thread_id,
+                insertion_strings: &m.insertion_strings,
+                attributes: &m.attributes,
+                description: &m.description,
+            })
+            .collect();
+        output::json(&out)?;
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|m| {
+                vec![
+                    output::time(&m.time),
+                    m.severity.clone(),
+                    m.message_id.to_string(),
+                    m.site.clone(),
+                    m.system.clone(),
+                    m.component.clone(),
+                    m.description.clone(),
+                ]
+            })
+            .collect();
+        output::table(
+            &[
+                "TIME (UTC)",
+                "SEV",
+                "ID",
+                "SITE",
+                "SYSTEM",
+                "COMPONENT",
+                "DESCRIPTION",
+            ],
+            &rows,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

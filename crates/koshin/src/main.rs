@@ -1,0 +1,106 @@
+//! `koshin`: the site server and the admin CLI. Site commands (`up`, `site init`, `site serve`)
+//! act on a data folder; every other command talks to a site over its HTTP API
+//! (`--site`, `--token`), exactly as outside scripts do.
+
+mod client;
+mod cmd_site;
+mod cmd_status;
+mod cmd_sync;
+mod cmd_updates;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "koshin",
+    version,
+    about = "Self-hosted software update management: site server and admin CLI"
+)]
+struct Cli {
+    /// The site to talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "KOSHIN_SITE",
+        default_value = "http://127.0.0.1:8530"
+    )]
+    site: String,
+    /// Administrator token (default: the admin.token of the local data folder).
+    #[arg(long, global = true, env = "KOSHIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Quick start: create or reuse a top-level site, sync it from this machine's APT sources, and serve.
+    Up {
+        #[arg(long, default_value = "./koshin-data", env = "KOSHIN_DATA")]
+        data: PathBuf,
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create or run a site.
+    Site {
+        #[command(subcommand)]
+        command: cmd_site::SiteCommand,
+    },
+    /// Ask the site for a sync now (delta by default).
+    Sync(cmd_sync::SyncArgs),
+    /// The update catalog.
+    Updates {
+        #[command(subcommand)]
+        command: cmd_updates::UpdatesCommand,
+    },
+    /// Status messages, newest last.
+    StatusMessages(cmd_status::StatusArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KOSHIN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("koshin: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                msg.push_str(": ");
+                msg.push_str(&cause.to_string());
+            }
+            eprintln!("koshin: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let api = || client::Api::new(&cli.site, cli.token.clone());
+    match cli.command {
+        Command::Up { data, listen } => cmd_site::up(&data, listen).await,
+        Command::Site { command } => cmd_site::run(command).await,
+        Command::Sync(args) => cmd_sync::run(&api()?, args).await,
+        Command::Updates { command } => cmd_updates::run(&api()?, command).await,
+        Command::StatusMessages(args) => cmd_status::run(&api()?, args).await,
+    }
+}
