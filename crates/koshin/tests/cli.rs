@@ -1,0 +1,232 @@
+//! The command line as users and outside scripts use it (cli.md): the real `koshin` binary
+//! against a real signed archive served on loopback, and the quick start against this
+//! machine's own APT sources (the live Debian archive).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use koshin_testkit::{Archive, DebSpec, SuiteSpec};
+
+const KOSHIN: &str = env!("CARGO_BIN_EXE_koshin");
+
+/// A running `koshin` server process, killed on drop.
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `koshin <args>` and waits for the line that names its URL.
+fn start(args: &[&str], marker: &str) -> Running {
+    let mut child = Command::new(KOSHIN)
+        .args(args)
+        .env_remove("KOSHIN_TOKEN")
+        .env_remove("KOSHIN_SITE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("koshin starts");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                eprintln!("[koshin] {line}");
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("koshin printed its address in time");
+        if let Some(rest) = line.split(marker).nth(1) {
+            let url = rest.split_whitespace().next().expect("a URL").trim_end_matches("/api/v1").to_string();
+            // Keep draining output in the background.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return Running { child, url };
+        }
+    }
+}
+
+fn koshin(site: &str, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(KOSHIN)
+        .args(args)
+        .env("KOSHIN_SITE", site)
+        .env("KOSHIN_TOKEN", token)
+        .output()
+        .expect("koshin runs")
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "koshin failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn archive() -> (Archive, koshin_testkit::LoopbackServer) {
+    let mut a = Archive::new().expect("archive");
+    a.add("bookworm", "main", &DebSpec::new("hello", "2.10-3+b1", "amd64").source("hello", Some("2.10-3")))
+        .expect("deb");
+    a.add("bookworm", "main", &DebSpec::new("hello-doc", "2.10-3", "all").source("hello", None))
+        .expect("deb");
+    a.add("bookworm-security", "main", &DebSpec::new("libfoo1", "1.0-1+deb12u1", "amd64").source("foo", None))
+        .expect("deb");
+    a.publish(&SuiteSpec::new("bookworm", "bookworm")).expect("publish");
+    a.publish(&SuiteSpec::new("bookworm-security", "bookworm-security").label("Debian-Security"))
+        .expect("publish");
+    let server = a.serve().expect("serve");
+    (a, server)
+}
+
+fn init(data: &Path, lines: &[String]) {
+    let mut args = vec!["site".to_string(), "init".into(), "--code".into(), "CS1".into(), "--data".into()];
+    args.push(data.display().to_string());
+    for l in lines {
+        args.push("--upstream".into());
+        args.push(l.clone());
+    }
+    let out = Command::new(KOSHIN).args(&args).output().expect("init runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn cli_contract_sync_updates_and_status_messages() {
+    let (a, server) = archive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("site");
+    let line = |suite: &str| {
+        format!(
+            "deb [signed-by={} arch=amd64] {} {suite} main",
+            a.keyring().display(),
+            a.uri(&server)
+        )
+    };
+    init(&data, &[line("bookworm"), line("bookworm-security")]);
+    // site init: the token file is private, the config documents every default.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("admin.token")).expect("token").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let toml = std::fs::read_to_string(data.join("koshin.toml")).expect("config");
+    for key in ["retry_minutes = 60", "metadata_ttl_minutes = 1440", "scan_interval_minutes = 10080", "schedule_minutes = 1440"] {
+        assert!(toml.contains(key), "koshin.toml lacks {key}");
+    }
+    // A second init into the same folder is refused.
+    let again = Command::new(KOSHIN)
+        .args(["site", "init", "--code", "CS1", "--data"])
+        .arg(&data)
+        .output()
+        .expect("runs");
+    assert!(!again.status.success());
+
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let token = token.trim();
+    let site = start(
+        &["site", "serve", "--data", &data.display().to_string(), "--listen", "127.0.0.1:0"],
+        "serving on ",
+    );
+    let out = koshin(&site.url, token, &["sync", "--wait", "--full"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let list = json(&koshin(&site.url, token, &["updates", "list", "--json"]));
+    let list = list.as_array().expect("array");
+    assert_eq!(list.len(), 2, "hello and foo");
+    for field in [
+        "id",
+        "revision",
+        "title",
+        "product",
+        "classification",
+        "article_id",
+        "bulletin_id",
+        "severity",
+        "released",
+        "revised",
+        "superseded_by",
+        "expired",
+    ] {
+        assert!(list[0].get(field).is_some(), "updates list JSON lacks {field}");
+    }
+    let sec = json(&koshin(&site.url, token, &["updates", "list", "--classification", "Security Updates", "--json"]));
+    assert_eq!(sec.as_array().map(Vec::len), Some(1));
+    assert_eq!(sec[0]["title"], "foo 1.0-1+deb12u1");
+
+    let id = list.iter().find(|u| u["title"] == "hello 2.10-3").expect("hello")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let show = json(&koshin(&site.url, token, &["updates", "show", &id, "--json"]));
+    let names: Vec<&str> = show["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["hello", "hello-doc"]);
+    let human = koshin(&site.url, token, &["updates", "show", &id]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("hello 2.10-3"));
+
+    let msgs = json(&koshin(&site.url, token, &["status-messages", "--component", "SMS_WSUS_SYNC_MANAGER", "--json"]));
+    let ids: Vec<u64> = msgs.as_array().expect("array").iter().filter_map(|m| m["message_id"].as_u64()).collect();
+    assert_eq!(ids, vec![6701, 6704, 6705, 6702]);
+    for field in ["message_id", "severity", "component", "system", "site", "time", "insertion_strings", "attributes"] {
+        assert!(msgs[0].get(field).is_some(), "status-messages JSON lacks {field}");
+    }
+    assert_eq!(msgs[0]["site"], "CS1");
+
+    // A failing sync exits non-zero with the reason; 6703 is filterable by id and severity.
+    server.set_fault("InRelease", koshin_testkit::Fault::Status(500));
+    let out = koshin(&site.url, token, &["sync", "--wait"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("500"), "{}", String::from_utf8_lossy(&out.stderr));
+    let failed = json(&koshin(&site.url, token, &["status-messages", "--id", "6703", "--severity", "E", "--json"]));
+    assert_eq!(failed.as_array().map(Vec::len), Some(1));
+
+    // Without a token the API refuses, with a one-line reason and a non-zero exit.
+    let out = Command::new(KOSHIN)
+        .args(["updates", "list"])
+        .env("KOSHIN_SITE", &site.url)
+        .env_remove("KOSHIN_TOKEN")
+        .env("KOSHIN_DATA", dir.path().join("nowhere"))
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+}
+
+/// The README's first command on this machine: a site synced from its own APT sources —
+/// the live Debian 12 archive (main, updates, security).
+#[test]
+fn quick_start_syncs_this_machines_apt_sources() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("koshin-data");
+    let site = start(
+        &["up", "--data", &data.display().to_string(), "--listen", "127.0.0.1:0"],
+        "API:     ",
+    );
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let list = json(&koshin(&site.url, token.trim(), &["updates", "list", "--json"]));
+    let list = list.as_array().expect("array");
+    assert!(list.len() > 30_000, "only {} updates from this machine's APT sources", list.len());
+    let security: Vec<_> = list.iter().filter(|u| u["classification"] == "Security Updates").collect();
+    assert!(!security.is_empty(), "no security updates");
+    let msgs = json(&koshin(&site.url, token.trim(), &["status-messages", "--id", "6702", "--json"]));
+    assert_eq!(msgs.as_array().map(Vec::len), Some(1));
+}
