@@ -1,5 +1,5 @@
 //! The APT upstream: reads APT source entries, fetches a suite's `InRelease` (or `Release`
-//! + `Release.gpg`), verifies its OpenPGP signature against a keyring, checks `Valid-Until`,
+//! and `Release.gpg`), verifies its OpenPGP signature against a keyring, checks `Valid-Until`,
 //! fetches the `Packages` indices it lists (by-hash when offered), verifies their size and
 //! SHA-256, decompresses and parses them into [`koshin_domain::catalog::BinaryPackage`]s.
 //!

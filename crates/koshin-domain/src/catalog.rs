@@ -318,7 +318,7 @@ pub fn derive_apt_updates(suites: &[SuiteIndex]) -> Vec<UpdateCandidate> {
             }
         })
         .collect();
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort_by_key(|c| c.id);
     out
 }
 

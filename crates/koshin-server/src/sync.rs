@@ -109,7 +109,7 @@ fn hms(secs: u64) -> String {
 
 /// "Synchronizing updates, 122 of 130 items (93%), ETA in 00:00:03" (S5).
 pub fn progress_line(what: &str, done: u64, total: u64, elapsed: Duration) -> String {
-    let pct = if total == 0 { 100 } else { done * 100 / total };
+    let pct = (done * 100).checked_div(total).unwrap_or(100);
     if done >= total || done == 0 {
         format!("Synchronizing {what}, {done} of {total} items ({pct}%)")
     } else {

@@ -219,7 +219,7 @@ impl CatalogStore for SqliteStore {
         let mut done = 0u64;
         let mut tick = |n: &mut u64| {
             *n += 1;
-            if *n % 1024 == 0 {
+            if n.is_multiple_of(1024) {
                 progress(*n, total);
             }
         };
@@ -481,7 +481,7 @@ impl CatalogStore for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    fn synced_indices(&self) -> Result<(Vec<(String, String, String)>, Option<String>)> {
+    fn synced_indices(&self) -> Result<(Vec<SyncedIndex>, Option<String>)> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached("SELECT source, path, sha256 FROM synced_indices")?;
         let rows = stmt

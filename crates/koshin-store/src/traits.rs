@@ -9,13 +9,16 @@ use koshin_wire::{
 
 use crate::Result;
 
+/// An index a sync consumed: (source label, index path, SHA-256).
+pub type SyncedIndex = (String, String, String);
+
 /// What a successful sync writes besides the catalog changes, in the same transaction.
 #[derive(Clone, Debug, Default)]
 pub struct SyncCommit {
     pub run_id: i64,
     pub now_ms: i64,
     /// Every index consumed: (source label, index path, sha256).
-    pub indices: Vec<(String, String, String)>,
+    pub indices: Vec<SyncedIndex>,
     /// Fingerprint of upstream state + criteria, for the no-change shortcut.
     pub fingerprint: String,
 }
@@ -45,7 +48,7 @@ pub trait CatalogStore: Send + Sync {
     fn content_version(&self) -> Result<(String, i64)>;
     fn catalog_counts(&self) -> Result<Vec<CatalogCount>>;
     /// Index SHA-256s consumed by the last successful sync, and its fingerprint.
-    fn synced_indices(&self) -> Result<(Vec<(String, String, String)>, Option<String>)>;
+    fn synced_indices(&self) -> Result<(Vec<SyncedIndex>, Option<String>)>;
 }
 
 pub trait StatusStore: Send + Sync {

@@ -50,9 +50,16 @@ fn start(args: &[&str], marker: &str) -> Running {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("koshin printed its address in time");
-        if let Some(rest) = line.split(marker).nth(1) {
-            let url = rest.split_whitespace().next().expect("a URL").trim_end_matches("/api/v1").to_string();
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("koshin did not print '{marker}' in time: {e}");
+            }
+        };
+        if let Some(url) = line.split(marker).nth(1).and_then(|rest| rest.split_whitespace().next()) {
+            let url = url.trim_end_matches("/api/v1").to_string();
             // Keep draining output in the background.
             std::thread::spawn(move || while rx.recv().is_ok() {});
             return Running { child, url };
