@@ -864,3 +864,126 @@ impl SiteStore for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use koshin_domain::catalog::{Classification, UpdateBinary, plan_sync};
+
+    fn candidate(source: &str, version: &str) -> UpdateCandidate {
+        UpdateCandidate {
+            id: UpdateId::for_apt("Debian 12 (bookworm)", source, version),
+            product: "Debian 12 (bookworm)".into(),
+            classification: Classification::Updates,
+            title: format!("{source} {version}"),
+            description: "d".into(),
+            vendor: "Debian".into(),
+            article_id: format!("{source}/{version}"),
+            bulletin_id: None,
+            severity: None,
+            source: source.into(),
+            version: version.into(),
+            released: 1_700_000_000,
+            binaries: vec![UpdateBinary {
+                name: source.into(),
+                architecture: "amd64".into(),
+                version: version.into(),
+                filename: format!("pool/{source}.deb"),
+                size: 10,
+                sha256: "00".repeat(32),
+            }],
+            local: None,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("site.db")).unwrap();
+        s.initialize_site("CS1", "{SOURCE}").unwrap();
+        (dir, s)
+    }
+
+    fn commit() -> SyncCommit {
+        SyncCommit {
+            run_id: 1,
+            now_ms: 1,
+            indices: vec![(
+                "src".into(),
+                "main/binary-amd64/Packages.gz".into(),
+                "ab".into(),
+            )],
+            fingerprint: "fp".into(),
+        }
+    }
+
+    #[test]
+    fn content_version_moves_only_on_change() {
+        let (_d, s) = store();
+        let plan = plan_sync(
+            SyncKind::Full,
+            &[],
+            vec![candidate("a", "1"), candidate("b", "1")],
+        );
+        let out = s.apply_sync(&plan, &commit(), &mut |_, _| {}).unwrap();
+        assert_eq!((out.items, out.content_version), (2, 1));
+        let stored = s.stored_updates().unwrap();
+        let plan = plan_sync(
+            SyncKind::Full,
+            &stored,
+            vec![candidate("a", "1"), candidate("b", "1")],
+        );
+        let out = s.apply_sync(&plan, &commit(), &mut |_, _| {}).unwrap();
+        assert_eq!((out.items, out.content_version, out.changed), (0, 1, false));
+        assert_eq!(s.content_version().unwrap().1, 1);
+        let detail = s.get_update("a/1").unwrap().unwrap();
+        assert_eq!(detail.packages.len(), 1);
+        assert!(s.get_update(&detail.summary.id[..8]).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_full_database_fails_the_sync_and_keeps_the_catalog() {
+        let (_d, s) = store();
+        let plan = plan_sync(SyncKind::Full, &[], vec![candidate("a", "1")]);
+        s.apply_sync(&plan, &commit(), &mut |_, _| {}).unwrap();
+        let before = s.list_updates(&UpdateQuery::default()).unwrap();
+        // The database may not grow: SQLite answers SQLITE_FULL, as on a full disk.
+        let pages: i64 = lock(&s.writer)
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        lock(&s.writer)
+            .pragma_update(None, "max_page_count", pages)
+            .unwrap();
+        let many: Vec<_> = (0..2000)
+            .map(|i| candidate(&format!("pkg{i}"), "1"))
+            .collect();
+        let stored = s.stored_updates().unwrap();
+        let plan = plan_sync(SyncKind::Full, &stored, many);
+        let err = s.apply_sync(&plan, &commit(), &mut |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        assert_eq!(s.list_updates(&UpdateQuery::default()).unwrap(), before);
+        assert_eq!(s.content_version().unwrap().1, 1);
+    }
+
+    #[test]
+    fn a_full_sync_request_is_never_downgraded() {
+        let (_d, s) = store();
+        s.request_sync(SyncKind::Full, 1).unwrap();
+        s.request_sync(SyncKind::Delta, 2).unwrap();
+        assert_eq!(s.take_sync_request().unwrap(), Some(SyncKind::Full));
+        assert_eq!(s.take_sync_request().unwrap(), None);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", 99).unwrap();
+        }
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+}
