@@ -102,13 +102,17 @@ impl StatusMessage {
 
     /// The message text, as the status message viewer shows it.
     pub fn description(&self) -> String {
-        let template = describe(self.message_id).unwrap_or("Status message %0.");
-        let mut out = template.to_string();
-        for (i, s) in self.insertion_strings.iter().enumerate().rev() {
-            out = out.replace(&format!("%{}", i + 1), s);
-        }
-        out.replace("%0", &self.message_id.to_string())
+        description(self.message_id, &self.insertion_strings)
     }
+}
+
+/// The text of message `id` with its insertion strings filled in (`%1` is the first).
+pub fn description(id: u32, insertion_strings: &[String]) -> String {
+    let mut out = describe(id).unwrap_or("Status message %0.").to_string();
+    for (i, s) in insertion_strings.iter().enumerate().rev() {
+        out = out.replace(&format!("%{}", i + 1), s);
+    }
+    out.replace("%0", &id.to_string())
 }
 
 /// The text of the status message IDs the seeds name.

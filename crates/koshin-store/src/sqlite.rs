@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jiff::Timestamp;
 use koshin_domain::catalog::{StoredUpdate, SyncPlan, UpdateCandidate, UpdateId};
-use koshin_domain::status::{StatusMessage, describe};
+use koshin_domain::status::{StatusMessage, description};
 use koshin_domain::sync::SyncKind;
 use koshin_wire::{
     CatalogCount, StatusMessageOut, StatusQuery, SyncRun, UpdateBinary, UpdateDetail, UpdateQuery,
@@ -605,13 +605,7 @@ impl StatusStore for SqliteStore {
                 .map_err(|e| StoreError::Corrupt(format!("status message {record_id}: {e}")))?;
             let attributes = serde_json::from_str(&attrs)
                 .map_err(|e| StoreError::Corrupt(format!("status message {record_id}: {e}")))?;
-            let mut description = describe(message_id)
-                .unwrap_or("Status message %0.")
-                .to_string();
-            for (i, s) in insertion_strings.iter().enumerate().rev() {
-                description = description.replace(&format!("%{}", i + 1), s);
-            }
-            let description = description.replace("%0", &message_id.to_string());
+            let description = description(message_id, &insertion_strings);
             out.push(StatusMessageOut {
                 record_id,
                 message_id,
@@ -633,8 +627,13 @@ impl StatusStore for SqliteStore {
     }
 }
 
-fn kind_name(k: SyncKind) -> &'static str {
-    k.name()
+/// `SyncNow` holds 'SELF' (a delta sync) or 'FULL', as the seeds' Update_SyncStatus table.
+fn sync_now_kind(v: Option<&str>) -> Option<SyncKind> {
+    match v {
+        Some("FULL") => Some(SyncKind::Full),
+        Some(_) => Some(SyncKind::Delta),
+        None => None,
+    }
 }
 
 impl SyncStore for SqliteStore {
@@ -661,11 +660,7 @@ impl SyncStore for SqliteStore {
             .flatten();
         tx.execute("UPDATE sync_status SET sync_now = NULL", [])?;
         tx.commit()?;
-        Ok(match v.as_deref() {
-            Some("FULL") => Some(SyncKind::Full),
-            Some(_) => Some(SyncKind::Delta),
-            None => None,
-        })
+        Ok(sync_now_kind(v.as_deref()))
     }
 
     fn pending_sync_request(&self) -> Result<Option<SyncKind>> {
@@ -674,18 +669,14 @@ impl SyncStore for SqliteStore {
             .query_row("SELECT sync_now FROM sync_status LIMIT 1", [], |r| r.get(0))
             .optional()?
             .flatten();
-        Ok(match v.as_deref() {
-            Some("FULL") => Some(SyncKind::Full),
-            Some(_) => Some(SyncKind::Delta),
-            None => None,
-        })
+        Ok(sync_now_kind(v.as_deref()))
     }
 
     fn start_run(&self, kind: SyncKind, trigger: &str, now_ms: i64) -> Result<i64> {
         let conn = lock(&self.writer);
         conn.execute(
             "INSERT INTO sync_runs(kind, trigger, state, started_ms) VALUES (?1, ?2, 'running', ?3)",
-            params![kind_name(kind), trigger, now_ms],
+            params![kind.name(), trigger, now_ms],
         )?;
         Ok(conn.last_insert_rowid())
     }
