@@ -111,7 +111,7 @@ impl Fetcher {
                     url: url.to_string(),
                     seconds: self.opts.read_timeout.as_secs().max(1),
                 }
-            } else if e.is_connect() || e.is_request() && e.status().is_none() && !e.is_body() {
+            } else if e.is_connect() {
                 AptError::Unreachable {
                     url: url.to_string(),
                     reason: error_chain(&e),

@@ -373,21 +373,24 @@ impl SyncPlan {
 /// Compares the upstream's updates with the stored catalog (S2): a full sync inserts new,
 /// revises changed, expires removed; a delta sync only inserts new. Both recompute
 /// supersedence: the newest unexpired version of a source supersedes the older ones.
+///
+/// `upstream` holds the updates the criteria select; `present` every update id the upstream
+/// holds now, selected or not: an update expires only when it is gone from the upstream, not
+/// when the criteria stop selecting it.
 pub fn plan_sync(
     kind: SyncKind,
     stored: &[StoredUpdate],
     upstream: Vec<UpdateCandidate>,
+    present: &std::collections::HashSet<UpdateId>,
 ) -> SyncPlan {
     let by_id: HashMap<UpdateId, &StoredUpdate> = stored.iter().map(|s| (s.id, s)).collect();
     let mut plan = SyncPlan::default();
-    let mut seen = std::collections::HashSet::with_capacity(upstream.len());
     // (id, group, version, expired) after the plan is applied.
     let mut after: HashMap<UpdateId, (Option<String>, String, bool)> = stored
         .iter()
         .map(|s| (s.id, (s.group.clone(), s.version.clone(), s.expired)))
         .collect();
     for c in upstream {
-        seen.insert(c.id);
         match by_id.get(&c.id) {
             None => {
                 after.insert(c.id, (c.supersedence_group(), c.version.clone(), false));
@@ -410,7 +413,7 @@ pub fn plan_sync(
     }
     if kind == SyncKind::Full {
         for s in stored {
-            if !s.expired && !seen.contains(&s.id) {
+            if !s.expired && !present.contains(&s.id) {
                 plan.expire.push(s.id);
                 if let Some(a) = after.get_mut(&s.id) {
                     a.2 = true;
@@ -454,6 +457,12 @@ pub fn plan_sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan where the upstream holds exactly the candidates given.
+    fn plan_of(kind: SyncKind, stored: &[StoredUpdate], up: Vec<UpdateCandidate>) -> SyncPlan {
+        let ids = up.iter().map(|c| c.id).collect();
+        plan_sync(kind, stored, up, &ids)
+    }
 
     fn pkg(name: &str, version: &str, source: &str, sv: &str) -> BinaryPackage {
         BinaryPackage {
@@ -553,12 +562,12 @@ mod tests {
         let old = derive_apt_updates(&[suite("bookworm", vec![pkg("a", "1", "a", "1")])]);
         let store: Vec<_> = old.iter().map(|c| stored(c, None)).collect();
         let newer = derive_apt_updates(&[suite("bookworm", vec![pkg("a", "2", "a", "2")])]);
-        let plan = plan_sync(SyncKind::Delta, &store, newer.clone());
+        let plan = plan_of(SyncKind::Delta, &store, newer.clone());
         assert_eq!(plan.inserts.len(), 1);
         assert!(plan.expire.is_empty());
         assert_eq!(plan.supersedence, vec![(old[0].id, Some(newer[0].id))]);
         // Nothing new: an empty plan.
-        let plan = plan_sync(SyncKind::Delta, &store, old.clone());
+        let plan = plan_of(SyncKind::Delta, &store, old.clone());
         assert!(plan.is_empty());
     }
 
@@ -572,12 +581,24 @@ mod tests {
         let mut changed = pkg("a", "1", "a", "1");
         changed.size = 200;
         let up = derive_apt_updates(&[suite("bookworm", vec![changed])]);
-        let plan = plan_sync(SyncKind::Full, &store, up.clone());
+        let plan = plan_of(SyncKind::Full, &store, up.clone());
         assert_eq!(plan.revisions.len(), 1);
         assert_eq!(plan.revisions[0].1, 2);
         let b = old.iter().find(|c| c.source == "b").unwrap();
         assert_eq!(plan.expire, vec![b.id]);
         // Delta ignores the change and the removal.
-        assert!(plan_sync(SyncKind::Delta, &store, up).is_empty());
+        assert!(plan_of(SyncKind::Delta, &store, up).is_empty());
+    }
+
+    #[test]
+    fn updates_no_longer_selected_but_still_upstream_do_not_expire() {
+        let old = derive_apt_updates(&[suite(
+            "bookworm",
+            vec![pkg("a", "1", "a", "1"), pkg("b", "1", "b", "1")],
+        )]);
+        let store: Vec<_> = old.iter().map(|c| stored(c, None)).collect();
+        let present = old.iter().map(|c| c.id).collect();
+        let selected: Vec<_> = old.iter().filter(|c| c.source == "a").cloned().collect();
+        assert!(plan_sync(SyncKind::Full, &store, selected, &present).is_empty());
     }
 }

@@ -518,18 +518,27 @@ impl SyncManager {
                 packages,
             });
         }
-        let local_dir = site.local_publisher_dir();
-        let derive = tokio::task::spawn_blocking(move || {
+        // S12: the local publisher is read only when its product is selected.
+        let local_dir = criteria
+            .selects_product(catalog::LOCAL_PUBLISHER_PRODUCT)
+            .then(|| site.local_publisher_dir());
+        let local_loaded = local_dir.is_some();
+        let derived = tokio::task::spawn_blocking(move || {
             let mut c = catalog::derive_apt_updates(&suite_indexes);
-            let local = crate::localpub::load(&local_dir, now_s)?;
-            c.extend(local);
+            if let Some(dir) = local_dir {
+                c.extend(crate::localpub::load(&dir, now_s)?);
+            }
             Ok::<_, String>(c)
         })
         .await
         .map_err(|e| fail(format!("catalog task failed: {e}"), "upstream"))?
         .map_err(|e| fail(e, "local publisher"))?;
-        let candidates: Vec<UpdateCandidate> =
-            derive.into_iter().filter(|c| criteria.selects(c)).collect();
+        // What the upstream holds now, selected or not: only what is gone from it expires.
+        let mut present: HashSet<catalog::UpdateId> = derived.iter().map(|c| c.id).collect();
+        let candidates: Vec<UpdateCandidate> = derived
+            .into_iter()
+            .filter(|c| criteria.selects(c))
+            .collect();
         self.log(format!(
             "Done synchronizing update point {system} with its upstream"
         ));
@@ -561,11 +570,16 @@ impl SyncManager {
         let stored = store
             .stored_updates()
             .map_err(|e| fail(e, "site database"))?;
+        if !local_loaded {
+            // Local updates were not consulted this time: they are not gone.
+            present.extend(stored.iter().filter(|s| s.group.is_none()).map(|s| s.id));
+        }
         let in_catalog_before = stored.len();
-        let plan =
-            tokio::task::spawn_blocking(move || catalog::plan_sync(kind, &stored, candidates))
-                .await
-                .map_err(|e| fail(format!("planning task failed: {e}"), "site database"))?;
+        let plan = tokio::task::spawn_blocking(move || {
+            catalog::plan_sync(kind, &stored, candidates, &present)
+        })
+        .await
+        .map_err(|e| fail(format!("planning task failed: {e}"), "site database"))?;
         let total_items = plan.changed_items() as u64;
         self.set_phase(run_id, "site database", 0, total_items);
         let commit = SyncCommit {

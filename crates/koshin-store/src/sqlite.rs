@@ -859,7 +859,13 @@ impl SiteStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use koshin_domain::catalog::{Classification, UpdateBinary, plan_sync};
+
+    /// A plan where the upstream holds exactly the candidates given.
+    fn plan_of(kind: SyncKind, stored: &[StoredUpdate], up: Vec<UpdateCandidate>) -> SyncPlan {
+        let ids = up.iter().map(|c| c.id).collect();
+        plan_sync(kind, stored, up, &ids)
+    }
+    use koshin_domain::catalog::{Classification, StoredUpdate, SyncPlan, UpdateBinary, plan_sync};
 
     fn candidate(source: &str, version: &str) -> UpdateCandidate {
         UpdateCandidate {
@@ -910,7 +916,7 @@ mod tests {
     #[test]
     fn content_version_moves_only_on_change() {
         let (_d, s) = store();
-        let plan = plan_sync(
+        let plan = plan_of(
             SyncKind::Full,
             &[],
             vec![candidate("a", "1"), candidate("b", "1")],
@@ -918,7 +924,7 @@ mod tests {
         let out = s.apply_sync(&plan, &commit(), &mut |_, _| {}).unwrap();
         assert_eq!((out.items, out.content_version), (2, 1));
         let stored = s.stored_updates().unwrap();
-        let plan = plan_sync(
+        let plan = plan_of(
             SyncKind::Full,
             &stored,
             vec![candidate("a", "1"), candidate("b", "1")],
@@ -934,7 +940,7 @@ mod tests {
     #[test]
     fn a_full_database_fails_the_sync_and_keeps_the_catalog() {
         let (_d, s) = store();
-        let plan = plan_sync(SyncKind::Full, &[], vec![candidate("a", "1")]);
+        let plan = plan_of(SyncKind::Full, &[], vec![candidate("a", "1")]);
         s.apply_sync(&plan, &commit(), &mut |_, _| {}).unwrap();
         let before = s.list_updates(&UpdateQuery::default()).unwrap();
         // The database may not grow: SQLite answers SQLITE_FULL, as on a full disk.
@@ -948,7 +954,7 @@ mod tests {
             .map(|i| candidate(&format!("pkg{i}"), "1"))
             .collect();
         let stored = s.stored_updates().unwrap();
-        let plan = plan_sync(SyncKind::Full, &stored, many);
+        let plan = plan_of(SyncKind::Full, &stored, many);
         let err = s.apply_sync(&plan, &commit(), &mut |_, _| {}).unwrap_err();
         assert!(err.to_string().contains("full"), "{err}");
         assert_eq!(s.list_updates(&UpdateQuery::default()).unwrap(), before);
