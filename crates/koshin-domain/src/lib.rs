@@ -6,11 +6,14 @@
 //! deliberately knows nothing of HTTP, SQL, files or clocks: callers pass in the time.
 
 pub mod catalog;
+pub mod compliance;
 pub mod localpub;
+pub mod scan;
 pub mod status;
 pub mod sync;
 pub mod version;
 
 pub use catalog::{Classification, UpdateId};
+pub use compliance::UpdateState;
 pub use status::{Severity, StatusMessage};
 pub use sync::{SyncKind, SyncTrigger};

@@ -30,26 +30,41 @@ impl<'a> Version<'a> {
             text: text.to_string(),
             reason,
         };
-        let t = text.trim();
+        // dpkg strips and refuses only blanks (space, tab); other whitespace is a character.
+        let blank = |c: char| c == ' ' || c == '\t';
+        let t = text.trim_start_matches(blank);
         if t.is_empty() {
             return Err(err("version string is empty"));
         }
-        if t.contains(|c: char| c.is_ascii_whitespace()) {
+        let t = t.trim_end_matches(blank);
+        if t.contains(blank) {
             return Err(err("version string has embedded spaces"));
         }
         let (epoch, rest) = match t.find(':') {
             Some(i) => {
-                let e = &t[..i];
-                if e.is_empty() {
+                // The epoch is read like strtol(3): leading whitespace, an optional sign.
+                let e = t[..i].trim_start_matches([' ', '\t', '\n', '\u{b}', '\u{c}', '\r']);
+                let (negative, digits) = match e.as_bytes().first() {
+                    Some(b'-') => (true, &e[1..]),
+                    Some(b'+') => (false, &e[1..]),
+                    _ => (false, e),
+                };
+                let n = digits.bytes().take_while(u8::is_ascii_digit).count();
+                if n == 0 {
                     return Err(err("epoch in version is empty"));
                 }
-                if !e.bytes().all(|b| b.is_ascii_digit()) {
+                if n != digits.len() {
                     return Err(err("epoch in version is not number"));
                 }
-                let epoch: u32 = e.parse().map_err(|_| err("epoch in version is too big"))?;
-                if epoch > i32::MAX as u32 {
-                    return Err(err("epoch in version is too big"));
+                let value = digits.trim_start_matches('0');
+                if negative && !value.is_empty() {
+                    return Err(err("epoch in version is negative"));
                 }
+                let epoch = match value.parse::<u32>() {
+                    Ok(v) if v <= i32::MAX as u32 => v,
+                    _ if value.is_empty() => 0,
+                    _ => return Err(err("epoch in version is too big")),
+                };
                 let rest = &t[i + 1..];
                 if rest.is_empty() {
                     return Err(err("nothing after colon in version number"));
@@ -106,7 +121,8 @@ impl Version<'_> {
 
 impl fmt::Display for Version<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.epoch != 0 {
+        // An upstream part with a colon needs its epoch written, even 0, to parse back.
+        if self.epoch != 0 || self.upstream.contains(':') {
             write!(f, "{}:", self.epoch)?;
         }
         f.write_str(self.upstream)?;
@@ -143,7 +159,8 @@ fn order(c: u8) -> i32 {
         b'a'..=b'z' | b'A'..=b'Z' => c as i32,
         b'~' => -1,
         0 => 0,
-        c => c as i32 + 256,
+        // dpkg's `char` is signed on amd64: bytes of 0x80 and above order below ASCII.
+        c => c as i8 as i32 + 256,
     }
 }
 

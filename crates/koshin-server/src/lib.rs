@@ -13,6 +13,7 @@ pub mod init;
 pub mod localpub;
 pub mod log;
 pub mod policy;
+pub mod reports;
 pub mod site;
 pub mod status;
 pub mod sync;

@@ -5,7 +5,9 @@
 //! mode with versioned migrations ([`migrations`]); every multi-row change is one
 //! transaction, so a failure (a full disk, a crash) leaves the previous state whole.
 
+pub mod clients;
 pub mod migrations;
+pub mod reports;
 pub mod sqlite;
 pub mod traits;
 

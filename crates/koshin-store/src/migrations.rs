@@ -107,4 +107,70 @@ CREATE TABLE machine_policy (
     created_ms INTEGER NOT NULL
 );
 "#,
+    // 2: clients, their state messages (current state per client and update, and history),
+    // the batches already stored (so a batch sent twice is stored once), and scans.
+    r#"
+CREATE TABLE clients (
+    id INTEGER PRIMARY KEY,
+    client_id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    os TEXT NOT NULL,
+    os_release TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    site TEXT NOT NULL,
+    agent_version TEXT NOT NULL,
+    credential_sha256 TEXT NOT NULL UNIQUE,
+    enrolled_ms INTEGER NOT NULL,
+    last_contact_ms INTEGER,
+    last_policy_ms INTEGER,
+    last_scan_ms INTEGER,
+    last_scan_json TEXT
+);
+CREATE INDEX clients_name ON clients(name);
+CREATE TABLE update_states (
+    client INTEGER NOT NULL,
+    update_id TEXT NOT NULL,
+    state INTEGER NOT NULL CHECK (state IN (1, 2, 3)),
+    restart_pending INTEGER NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    PRIMARY KEY (client, update_id)
+) WITHOUT ROWID;
+CREATE INDEX update_states_update ON update_states(update_id, state);
+CREATE TABLE state_history (
+    id INTEGER PRIMARY KEY,
+    client INTEGER NOT NULL,
+    update_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    restart_pending INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    batch_id TEXT NOT NULL,
+    scan_id TEXT NOT NULL
+);
+CREATE INDEX state_history_client ON state_history(client, time_ms);
+CREATE TABLE state_batches (
+    client INTEGER NOT NULL,
+    batch_id TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    messages INTEGER NOT NULL,
+    PRIMARY KEY (client, batch_id)
+) WITHOUT ROWID;
+CREATE TABLE scans (
+    client INTEGER NOT NULL,
+    scan_id TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    online INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    content_version INTEGER NOT NULL,
+    required INTEGER NOT NULL,
+    installed INTEGER NOT NULL,
+    not_required INTEGER NOT NULL,
+    PRIMARY KEY (client, scan_id)
+) WITHOUT ROWID;
+"#,
 ];

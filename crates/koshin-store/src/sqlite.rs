@@ -21,16 +21,18 @@ use crate::traits::*;
 use crate::{Result, StoreError};
 
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
-    readers: Vec<Mutex<Connection>>,
+    pub(crate) writer: Mutex<Connection>,
+    pub(crate) readers: Vec<Mutex<Connection>>,
+    /// Reports run here: opened read-only, so no report can write.
+    pub(crate) report: Mutex<Connection>,
     next_reader: AtomicUsize,
 }
 
-fn ts(ms: i64) -> Timestamp {
+pub(crate) fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+pub(crate) fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
     // A panic while holding the lock leaves the connection usable: SQLite rolls back
     // an unfinished transaction when the Transaction guard drops.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -54,9 +56,15 @@ impl SqliteStore {
         let readers = (0..3)
             .map(|_| open_conn(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
+        let report = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        report.busy_timeout(std::time::Duration::from_secs(30))?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
             readers,
+            report: Mutex::new(report),
             next_reader: AtomicUsize::new(0),
         })
     }
@@ -79,7 +87,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
         let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
         lock(&self.readers[i])
     }

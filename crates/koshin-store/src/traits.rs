@@ -4,7 +4,8 @@ use koshin_domain::catalog::{StoredUpdate, SyncPlan};
 use koshin_domain::status::StatusMessage;
 use koshin_domain::sync::SyncKind;
 use koshin_wire::{
-    CatalogCount, StatusMessageOut, StatusQuery, SyncRun, UpdateDetail, UpdateQuery, UpdateSummary,
+    BatchAck, CatalogCount, ClientCatalog, ClientDetail, ClientSummary, StateBatch,
+    StatusMessageOut, StatusQuery, SyncRun, UpdateDetail, UpdateQuery, UpdateSummary,
 };
 
 use crate::Result;
@@ -104,9 +105,80 @@ pub trait SiteStore: Send + Sync {
     fn site_set(&self, key: &str, value: &str) -> Result<()>;
 }
 
+/// A client as enrollment records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewClient {
+    pub client_id: String,
+    pub name: String,
+    pub os: String,
+    pub os_release: String,
+    pub architecture: String,
+    pub site: String,
+    pub agent_version: String,
+}
+
+/// An authenticated client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub rowid: i64,
+    pub client_id: String,
+    pub name: String,
+}
+
+pub trait ClientStore: Send + Sync {
+    /// Registers a client, or re-registers it (same client id) with a new credential.
+    fn enroll_client(
+        &self,
+        c: &NewClient,
+        credential_sha256: &str,
+        now_ms: i64,
+    ) -> Result<ClientIdentity>;
+    fn client_by_credential(&self, credential_sha256: &str) -> Result<Option<ClientIdentity>>;
+    fn touch_client(&self, rowid: i64, policy: bool, now_ms: i64) -> Result<()>;
+    /// Stores a batch atomically and idempotently: once durable it is acknowledged, and a
+    /// batch id already stored for this client stores nothing. Validates every message first.
+    fn ingest_states(
+        &self,
+        client: &ClientIdentity,
+        batch: &StateBatch,
+        now_ms: i64,
+    ) -> Result<BatchAck>;
+    fn list_clients(&self) -> Result<Vec<ClientSummary>>;
+    /// By name or client id.
+    fn get_client(&self, key: &str) -> Result<Option<ClientDetail>>;
+    /// Updates changed after content version `since` (all unexpired ones for 0).
+    fn client_catalog(&self, since: i64) -> Result<ClientCatalog>;
+}
+
+/// A report's columns and rows.
+pub type ReportRows = (Vec<String>, Vec<Vec<serde_json::Value>>);
+
+pub trait ReportStore: Send + Sync {
+    /// Runs a read-only query with named parameters (`:name`). A statement that would
+    /// write is refused.
+    fn run_report(&self, sql: &str, params: &[(String, String)]) -> Result<ReportRows>;
+}
+
 /// Everything a site keeps.
 pub trait Store:
-    CatalogStore + StatusStore + SyncStore + PolicyStore + AuthStore + SiteStore
+    CatalogStore
+    + StatusStore
+    + SyncStore
+    + PolicyStore
+    + AuthStore
+    + SiteStore
+    + ClientStore
+    + ReportStore
 {
 }
-impl<T: CatalogStore + StatusStore + SyncStore + PolicyStore + AuthStore + SiteStore> Store for T {}
+impl<T> Store for T where
+    T: CatalogStore
+        + StatusStore
+        + SyncStore
+        + PolicyStore
+        + AuthStore
+        + SiteStore
+        + ClientStore
+        + ReportStore
+{
+}

@@ -204,3 +204,229 @@ pub struct SiteInfo {
     pub content_version: i64,
     pub catalog: Vec<CatalogCount>,
 }
+
+// ---------------------------------------------------------------------------------------
+// Clients and the management point (enrollment, policy, catalog, state messages).
+
+/// `POST /api/v1/clients/enroll`: a machine registers with a site.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// A stable id the agent generated once (UUID).
+    pub client_id: String,
+    pub name: String,
+    pub os: String,
+    pub os_release: String,
+    pub architecture: String,
+    pub agent_version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub client_id: String,
+    /// The client's own credential (Bearer) for every later request.
+    pub credential: String,
+    pub site: String,
+}
+
+/// One binary of an update in the client catalog.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CatalogBinary {
+    pub name: String,
+    pub architecture: String,
+    pub version: String,
+}
+
+/// One update as clients scan it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub id: String,
+    pub revision: u32,
+    pub title: String,
+    pub product: String,
+    pub classification: String,
+    pub superseded_by: Option<String>,
+    pub expired: bool,
+    pub binaries: Vec<CatalogBinary>,
+    /// Local publisher updates: detection rules and content.
+    pub local: Option<serde_json::Value>,
+}
+
+/// `GET /api/v1/mp/catalog?since=V`: the updates changed after content version V (all
+/// unexpired updates when V is 0).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientCatalog {
+    pub content_version: i64,
+    pub since: i64,
+    pub updates: Vec<CatalogEntry>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CatalogQuery {
+    #[serde(default)]
+    pub since: i64,
+}
+
+/// One state message (C4): the state of one update on the sending client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateMessage {
+    pub update_id: String,
+    pub revision: u32,
+    /// "required", "installed" or "not_required".
+    pub state: String,
+    /// Installed but waiting for a restart (C1, C8): the update stays Required.
+    #[serde(default)]
+    pub restart_pending: bool,
+    pub time: Timestamp,
+    pub scan_id: String,
+}
+
+/// A scan as the agent records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanRecord {
+    pub scan_id: String,
+    /// What started it (C5): schedule, scan-cycle, deployment-evaluation-cycle, ...
+    pub trigger: String,
+    /// "non-forced online", "forced online" or "forced offline".
+    pub kind: String,
+    /// Whether it fetched metadata from the update point.
+    pub online: bool,
+    pub started: Timestamp,
+    pub duration_ms: u64,
+    /// "succeeded", or "failed: <reason>".
+    pub result: String,
+    pub content_version: i64,
+    pub required: u64,
+    pub installed: u64,
+    pub not_required: u64,
+}
+
+/// `POST /api/v1/mp/state-messages`: a batch of state messages and scan records. A batch is
+/// stored once however often it is sent (its `batch_id` decides).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateBatch {
+    pub batch_id: String,
+    pub client_id: String,
+    pub messages: Vec<StateMessage>,
+    #[serde(default)]
+    pub scans: Vec<ScanRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchAck {
+    pub batch_id: String,
+    /// Messages stored by this call (0 for a batch already stored).
+    pub stored: u64,
+    pub duplicate: bool,
+}
+
+/// A client as `koshin clients list` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientSummary {
+    pub name: String,
+    pub client_id: String,
+    pub os: String,
+    pub os_release: String,
+    pub architecture: String,
+    pub site: String,
+    pub enrolled: Timestamp,
+    pub last_contact: Option<Timestamp>,
+    pub last_policy: Option<Timestamp>,
+    pub last_scan: Option<Timestamp>,
+    pub required: u64,
+    pub installed: u64,
+    pub not_required: u64,
+    pub unknown: u64,
+}
+
+/// One update's state on one client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientUpdateState {
+    pub update_id: String,
+    pub title: String,
+    pub classification: String,
+    pub state: String,
+    pub restart_pending: bool,
+    pub time: Timestamp,
+}
+
+/// `koshin clients show NAME`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientDetail {
+    #[serde(flatten)]
+    pub summary: ClientSummary,
+    pub last_scan_record: Option<ScanRecord>,
+    /// Required and installed updates (not-required ones are only counted).
+    pub updates: Vec<ClientUpdateState>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Reports.
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportInfo {
+    pub name: String,
+    pub title: String,
+    pub category: String,
+    pub parameters: Vec<String>,
+    pub sql: String,
+}
+
+/// A report's rows: each row an object keyed by column name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportResult {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+// ---------------------------------------------------------------------------------------
+// The agent's own output (`koshin-agent scan --json`, `koshin-agent status --json`).
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanPackage {
+    pub name: String,
+    pub arch: String,
+    pub installed: Option<String>,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanUpdate {
+    pub id: String,
+    pub title: String,
+    pub classification: String,
+    pub state: String,
+    pub restart_pending: bool,
+    pub packages: Vec<ScanPackage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanOutput {
+    pub kind: String,
+    pub trigger: String,
+    pub online: bool,
+    pub duration_ms: u64,
+    pub content_version: i64,
+    /// State messages this scan queued (updates whose state changed).
+    pub state_messages: u64,
+    pub updates: Vec<ScanUpdate>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub client_id: String,
+    pub name: String,
+    pub site: String,
+    pub site_code: String,
+    pub root: String,
+    pub policy_version: Option<i64>,
+    pub last_scan: Option<ScanRecord>,
+    pub metadata_fetched: Option<Timestamp>,
+    pub ttl_expires: Option<Timestamp>,
+    pub content_version: i64,
+    pub queue_length: u64,
+    pub next_policy_poll: Option<Timestamp>,
+    pub next_scan: Option<Timestamp>,
+    pub next_send: Option<Timestamp>,
+    pub send_interval_minutes: u64,
+}

@@ -9,6 +9,7 @@ use koshin_wire::ErrorBody;
 #[derive(Debug)]
 pub enum AppError {
     Unauthorized(String),
+    Forbidden(String),
     NotFound(String),
     BadRequest(String),
     Internal(String),
@@ -18,6 +19,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (code, msg) = match self {
             AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
+            AppError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             AppError::Internal(m) => {

@@ -3,7 +3,10 @@
 //! [`auth::Admin`] extractor. Every handler either takes `Admin` or says why it is public.
 
 pub mod auth;
+mod clients;
 pub mod error;
+mod mp;
+mod reports;
 pub mod router;
 mod site;
 mod status;

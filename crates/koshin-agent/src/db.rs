@@ -1,0 +1,152 @@
+//! The agent's database: its identity, policy, the cached catalog (C6), the last state of
+//! every update (to send only changes, C4), the queue of state messages, and scan records.
+
+use std::path::Path;
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalog_updates (
+    id TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    product TEXT NOT NULL,
+    classification TEXT NOT NULL,
+    expired INTEGER NOT NULL,
+    local_json TEXT
+);
+CREATE TABLE IF NOT EXISTS catalog_binaries (
+    update_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    version TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS catalog_binaries_update ON catalog_binaries(update_id);
+CREATE TABLE IF NOT EXISTS last_states (
+    update_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    restart_pending INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    update_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    restart_pending INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    scan_id TEXT NOT NULL,
+    batch_id TEXT
+);
+CREATE TABLE IF NOT EXISTS scans (
+    scan_id TEXT PRIMARY KEY,
+    started_ms INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    batch_id TEXT,
+    sent INTEGER NOT NULL DEFAULT 0
+);
+"#;
+
+pub struct AgentDb {
+    pub conn: Connection,
+}
+
+impl AgentDb {
+    pub fn open(state_dir: &Path) -> anyhow::Result<AgentDb> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create {}", state_dir.display()))?;
+        let path = state_dir.join("agent.db");
+        let conn =
+            Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // A queued state message survives a crash of the agent and of the machine.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(AgentDb { conn })
+    }
+
+    pub fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM kv WHERE key=?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn get_i64(&self, key: &str) -> anyhow::Result<Option<i64>> {
+        Ok(self.get(key)?.and_then(|v| v.parse().ok()))
+    }
+
+    pub fn set(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_i64(&self, key: &str, value: i64) -> anyhow::Result<()> {
+        self.set(key, &value.to_string())
+    }
+
+    pub fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.conn
+            .execute("DELETE FROM kv WHERE key=?1", params![key])?;
+        Ok(())
+    }
+
+    pub fn queue_length(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    pub fn unsent_scans(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM scans WHERE sent = 0", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// The identity written at enrollment; an error says to enroll first.
+    pub fn identity(&self) -> anyhow::Result<Identity> {
+        let need = |k: &str| -> anyhow::Result<String> {
+            self.get(k)?
+                .ok_or_else(|| anyhow::anyhow!("this agent is not enrolled: run `koshin-agent enroll --site URL --token T` first"))
+        };
+        Ok(Identity {
+            client_id: need("client_id")?,
+            credential: need("credential")?,
+            site_url: need("site_url")?,
+            site_code: need("site_code")?,
+            name: need("name")?,
+            root: need("root")?,
+        })
+    }
+}
+
+/// Who this agent is and where its site is.
+#[derive(Clone)]
+pub struct Identity {
+    pub client_id: String,
+    pub credential: String,
+    pub site_url: String,
+    pub site_code: String,
+    pub name: String,
+    pub root: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The credential never appears in logs.
+        f.debug_struct("Identity")
+            .field("client_id", &self.client_id)
+            .field("site_url", &self.site_url)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

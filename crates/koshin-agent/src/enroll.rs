@@ -1,0 +1,99 @@
+//! Enrollment and the agent's own status.
+
+use std::path::{Path, PathBuf};
+
+use koshin_wire::{AgentStatus, EnrollRequest, ScanRecord};
+
+use crate::db::AgentDb;
+use crate::{DEFAULT_SEND_INTERVAL_MINUTES, dpkg, mp, ts};
+
+pub struct EnrollOptions {
+    pub site: String,
+    pub token: String,
+    pub name: Option<String>,
+    pub state: PathBuf,
+    pub root: PathBuf,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Registers this machine with a site. The client id is generated once and kept, so
+/// enrolling again (a new credential) keeps the same client at the site.
+pub async fn enroll(o: &EnrollOptions) -> anyhow::Result<(String, String)> {
+    let db = AgentDb::open(&o.state)?;
+    let client_id = match db.get("client_id")? {
+        Some(id) => id,
+        None => {
+            let id = uuid::Uuid::new_v4().to_string();
+            db.set("client_id", &id)?;
+            id
+        }
+    };
+    let name = o.name.clone().unwrap_or_else(hostname);
+    let (os, os_release) = dpkg::os_release(&o.root);
+    let req = EnrollRequest {
+        client_id: client_id.clone(),
+        name: name.clone(),
+        os,
+        os_release,
+        architecture: dpkg::architecture(&o.root),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let resp = mp::enroll(&o.site, &o.token, &req).await?;
+    db.set("credential", &resp.credential)?;
+    db.set("site_url", o.site.trim_end_matches('/'))?;
+    db.set("site_code", &resp.site)?;
+    db.set("name", &name)?;
+    db.set("root", &o.root.display().to_string())?;
+    if db.get("send_interval_minutes")?.is_none() {
+        db.set_i64(
+            "send_interval_minutes",
+            DEFAULT_SEND_INTERVAL_MINUTES as i64,
+        )?;
+    }
+    Ok((client_id, resp.site))
+}
+
+pub fn status(state: &Path) -> anyhow::Result<AgentStatus> {
+    let db = AgentDb::open(state)?;
+    let id = db.identity()?;
+    let last_scan: Option<ScanRecord> = db
+        .conn
+        .query_row(
+            "SELECT json FROM scans ORDER BY started_ms DESC LIMIT 1",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .ok()
+        .and_then(|j| serde_json::from_str(&j).ok());
+    let fetched = db.get_i64("metadata_fetched_ms")?;
+    let ttl = db
+        .get_i64("metadata_ttl_minutes")?
+        .unwrap_or(crate::scan::DEFAULT_TTL_MINUTES as i64);
+    let t = |k: &str| -> anyhow::Result<Option<jiff::Timestamp>> { Ok(db.get_i64(k)?.map(ts)) };
+    Ok(AgentStatus {
+        client_id: id.client_id,
+        name: id.name,
+        site: id.site_url,
+        site_code: id.site_code,
+        root: id.root,
+        policy_version: db.get_i64("policy_version")?,
+        last_scan,
+        metadata_fetched: fetched.map(ts),
+        ttl_expires: fetched.map(|f| ts(f + ttl * 60_000)),
+        content_version: db.get_i64("content_version")?.unwrap_or(0),
+        queue_length: db.queue_length()?,
+        next_policy_poll: t("next_policy_poll_ms")?,
+        next_scan: t("next_scan_ms")?,
+        next_send: t("next_send_ms")?,
+        send_interval_minutes: db
+            .get_i64("send_interval_minutes")?
+            .unwrap_or(DEFAULT_SEND_INTERVAL_MINUTES as i64) as u64,
+    })
+}

@@ -1,0 +1,285 @@
+//! `koshin-agent`: enroll, run, scan, send-now, status (cli.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand};
+use koshin_agent::db::AgentDb;
+use koshin_agent::mp::Mp;
+use koshin_agent::{DEFAULT_STATE_DIR, enroll, runner, scan, send};
+use koshin_domain::scan::ScanTrigger;
+
+#[derive(Parser)]
+#[command(
+    name = "koshin-agent",
+    version,
+    about = "Scans this machine for software update compliance and reports to its koshin site"
+)]
+struct Cli {
+    /// The agent's state folder (identity, cached catalog, queue).
+    #[arg(long, global = true, env = "KOSHIN_AGENT_STATE", default_value = DEFAULT_STATE_DIR)]
+    state: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register this machine with a site.
+    Enroll {
+        #[arg(long)]
+        site: String,
+        /// An administrator (or enrollment) token of the site.
+        #[arg(long, env = "KOSHIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The computer name to register (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Another dpkg root (`<root>/var/lib/dpkg/status`).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// How often queued state messages are sent (C4: 15 minutes).
+        #[arg(long)]
+        send_interval_minutes: Option<u64>,
+    },
+    /// The long-running agent: policy, schedules, scans, state messages.
+    Run,
+    /// Scan now. By default the user's "software updates scan cycle": a forced online scan.
+    Scan {
+        /// A forced online scan (the default for a scan started by hand).
+        #[arg(long)]
+        force: bool,
+        /// The "deployment evaluation cycle" action (forced online).
+        #[arg(long)]
+        deployment_evaluation: bool,
+        /// A forced offline scan: local metadata only.
+        #[arg(long)]
+        offline: bool,
+        /// Scan against a signed offline catalog file (comes with disconnected operation).
+        #[arg(long)]
+        offline_catalog: Option<PathBuf>,
+        /// Scan as this trigger of C5: schedule, reevaluation, before-download, before-install,
+        /// after-install, after-restart.
+        #[arg(long)]
+        trigger: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send queued state messages now.
+    SendNow,
+    /// Last scan, TTL expiry, queue length, next actions.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    koshin_agent::restore_sigpipe();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KOSHIN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("koshin-agent: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("koshin-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Enroll {
+            site,
+            token,
+            name,
+            root,
+            send_interval_minutes,
+        } => {
+            let token = token.ok_or_else(|| {
+                anyhow!("enrollment needs a token of the site: --token T or KOSHIN_TOKEN")
+            })?;
+            let (client_id, code) = enroll::enroll(&enroll::EnrollOptions {
+                site: site.clone(),
+                token,
+                name,
+                state: cli.state.clone(),
+                root,
+            })
+            .await?;
+            if let Some(m) = send_interval_minutes {
+                AgentDb::open(&cli.state)?.set_i64("send_interval_minutes", m as i64)?;
+            }
+            println!("Enrolled with site {code} at {site} as client {client_id}");
+            Ok(())
+        }
+        Command::Run => runner::run(&cli.state, shutdown_signal()).await,
+        Command::Scan {
+            force: _,
+            deployment_evaluation,
+            offline,
+            offline_catalog,
+            trigger,
+            json,
+        } => {
+            if offline_catalog.is_some() {
+                anyhow::bail!(
+                    "scanning against an offline catalog comes with disconnected operation; it is not available yet"
+                );
+            }
+            let trigger = match (trigger, offline, deployment_evaluation) {
+                (Some(t), _, _) => {
+                    ScanTrigger::parse(&t).ok_or_else(|| anyhow!("unknown trigger '{t}'"))?
+                }
+                (None, true, _) => ScanTrigger::Offline,
+                (None, false, true) => ScanTrigger::DeploymentEvaluationCycle,
+                (None, false, false) => ScanTrigger::ScanCycle,
+            };
+            let mut db = AgentDb::open(&cli.state)?;
+            let id = db.identity()?;
+            let mp = Mp::new(&id.site_url, &id.credential)?;
+            let out =
+                scan::scan(&mut db, Some(&mp), std::path::Path::new(&id.root), trigger).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                let count = |s: &str| out.updates.iter().filter(|u| u.state == s).count();
+                println!(
+                    "{} scan ({}, {}) in {} ms against content version {}: {} required, {} installed, {} not required; {} state messages queued",
+                    trigger.name(),
+                    out.kind,
+                    if out.online {
+                        "metadata fetched"
+                    } else {
+                        "local metadata"
+                    },
+                    out.duration_ms,
+                    out.content_version,
+                    count("required"),
+                    count("installed"),
+                    count("not_required"),
+                    out.state_messages
+                );
+                for u in out.updates.iter().filter(|u| u.state == "required") {
+                    let pkgs: Vec<String> = u
+                        .packages
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{} {} -> {}",
+                                p.name,
+                                p.installed.as_deref().unwrap_or("-"),
+                                p.target
+                            )
+                        })
+                        .collect();
+                    let flag = if u.restart_pending {
+                        " (restart pending)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "  required  {:<18} {}{}  [{}]",
+                        u.classification,
+                        u.title,
+                        flag,
+                        pkgs.join(", ")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::SendNow => {
+            let mut db = AgentDb::open(&cli.state)?;
+            let id = db.identity()?;
+            let mp = Mp::new(&id.site_url, &id.credential)?;
+            let sent = send::send_all(&mut db, &id, &mp)
+                .await
+                .context("state messages stay queued")?;
+            println!(
+                "Sent {} state messages in {} batches",
+                sent.messages, sent.batches
+            );
+            Ok(())
+        }
+        Command::Status { json } => {
+            let s = enroll::status(&cli.state)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let t = |v: &Option<jiff::Timestamp>| {
+                    v.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+                        .unwrap_or_else(|| "-".into())
+                };
+                println!("Client:          {} ({})", s.name, s.client_id);
+                println!("Site:            {} at {}", s.site_code, s.site);
+                println!(
+                    "Policy version:  {}",
+                    s.policy_version
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
+                match &s.last_scan {
+                    Some(l) => println!(
+                        "Last scan:       {} ({}, {}) {}: {} required, {} installed",
+                        l.started.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                        l.trigger,
+                        l.kind,
+                        l.result,
+                        l.required,
+                        l.installed
+                    ),
+                    None => println!("Last scan:       -"),
+                }
+                println!(
+                    "Metadata:        content version {}, fetched {}, TTL expires {}",
+                    s.content_version,
+                    t(&s.metadata_fetched),
+                    t(&s.ttl_expires)
+                );
+                println!("Queue:           {} state messages", s.queue_length);
+                println!("Next policy:     {}", t(&s.next_policy_poll));
+                println!("Next scan:       {}", t(&s.next_scan));
+                println!(
+                    "Next send:       {} (every {} minutes)",
+                    t(&s.next_send),
+                    s.send_interval_minutes
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,122 @@
+//! Sending queued state messages: rows are bound to a batch id before the first attempt, so
+//! a batch resent after a lost answer carries the same id and the site stores it once; rows
+//! leave the queue only when the site has acknowledged their batch.
+
+use anyhow::Context;
+use koshin_wire::{ScanRecord, StateBatch, StateMessage};
+use rusqlite::{OptionalExtension, params};
+
+use crate::BATCH_SIZE;
+use crate::db::{AgentDb, Identity};
+use crate::mp::{Mp, MpError};
+use crate::ts;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub batches: u64,
+    pub messages: u64,
+}
+
+/// Binds the next rows to a batch (or returns the batch already bound but not acknowledged).
+fn next_batch(db: &mut AgentDb) -> anyhow::Result<Option<String>> {
+    let tx = db.conn.transaction()?;
+    let pending: Option<String> = tx
+        .query_row(
+            "SELECT batch_id FROM queue WHERE batch_id IS NOT NULL UNION SELECT batch_id FROM scans WHERE batch_id IS NOT NULL AND sent = 0 LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = pending {
+        tx.commit()?;
+        return Ok(Some(id));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let n = tx.execute(
+        "UPDATE queue SET batch_id=?1 WHERE seq IN (SELECT seq FROM queue WHERE batch_id IS NULL ORDER BY seq LIMIT ?2)",
+        params![id, BATCH_SIZE as i64],
+    )?;
+    let s = tx.execute(
+        "UPDATE scans SET batch_id=?1 WHERE batch_id IS NULL AND sent = 0",
+        params![id],
+    )?;
+    tx.commit()?;
+    Ok((n + s > 0).then_some(id))
+}
+
+fn load_batch(db: &AgentDb, client_id: &str, batch_id: &str) -> anyhow::Result<StateBatch> {
+    let mut stmt = db.conn.prepare_cached(
+        "SELECT update_id, revision, state, restart_pending, time_ms, scan_id FROM queue WHERE batch_id=?1 ORDER BY seq",
+    )?;
+    let messages = stmt
+        .query_map(params![batch_id], |r| {
+            Ok(StateMessage {
+                update_id: r.get(0)?,
+                revision: r.get(1)?,
+                state: r.get(2)?,
+                restart_pending: r.get::<_, i64>(3)? != 0,
+                time: ts(r.get(4)?),
+                scan_id: r.get(5)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = db.conn.prepare_cached(
+        "SELECT json FROM scans WHERE batch_id=?1 AND sent = 0 ORDER BY started_ms",
+    )?;
+    let scans = stmt
+        .query_map(params![batch_id], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .map(|j| {
+            serde_json::from_str::<ScanRecord>(&j).context("a queued scan record is unreadable")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(StateBatch {
+        batch_id: batch_id.to_string(),
+        client_id: client_id.to_string(),
+        messages,
+        scans,
+    })
+}
+
+/// Sends everything queued. Stops at the first failure, leaving the rest queued.
+pub async fn send_all(db: &mut AgentDb, id: &Identity, mp: &Mp) -> Result<Sent, SendError> {
+    let mut sent = Sent::default();
+    while let Some(batch_id) = next_batch(db).map_err(SendError::Local)? {
+        let batch = load_batch(db, &id.client_id, &batch_id).map_err(SendError::Local)?;
+        let ack = mp.send(&batch).await.map_err(SendError::Site)?;
+        let tx = db
+            .conn
+            .transaction()
+            .map_err(|e| SendError::Local(e.into()))?;
+        tx.execute("DELETE FROM queue WHERE batch_id=?1", params![ack.batch_id])
+            .and_then(|_| {
+                tx.execute(
+                    "UPDATE scans SET sent = 1 WHERE batch_id=?1",
+                    params![ack.batch_id],
+                )
+            })
+            .map_err(|e| SendError::Local(e.into()))?;
+        tx.commit().map_err(|e| SendError::Local(e.into()))?;
+        sent.batches += 1;
+        sent.messages += batch.messages.len() as u64;
+    }
+    Ok(sent)
+}
+
+#[derive(Debug)]
+pub enum SendError {
+    Site(MpError),
+    Local(anyhow::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Site(e) => write!(f, "{e}"),
+            SendError::Local(e) => write!(f, "the agent's queue: {e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}

@@ -1,0 +1,68 @@
+//! The management point: what enrolled clients ask for (their machine policy and the
+//! update catalog, incremental by content version) and what they send (state messages).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use koshin_wire::{BatchAck, CatalogQuery, ClientCatalog, MachinePolicy, StateBatch};
+
+use super::auth::Client;
+use super::error::{AppError, blocking};
+use crate::site::Site;
+
+pub async fn policy(
+    Client(client): Client,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<MachinePolicy>, AppError> {
+    let store = site.store.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let policy = blocking(move || {
+        store.touch_client(client.rowid, true, now)?;
+        Ok(store.machine_policy()?)
+    })
+    .await?;
+    let (_, body) = policy.ok_or_else(|| {
+        AppError::NotFound("no machine policy yet: the site has not completed a sync".into())
+    })?;
+    serde_json::from_value(body)
+        .map(Json)
+        .map_err(|e| AppError::Internal(format!("stored machine policy is unreadable: {e}")))
+}
+
+pub async fn catalog(
+    Client(client): Client,
+    State(site): State<Arc<Site>>,
+    Query(q): Query<CatalogQuery>,
+) -> Result<Json<ClientCatalog>, AppError> {
+    if q.since < 0 {
+        return Err(AppError::BadRequest(
+            "since must be a content version (0 or more)".into(),
+        ));
+    }
+    let store = site.store.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    blocking(move || {
+        store.touch_client(client.rowid, false, now)?;
+        Ok(Json(store.client_catalog(q.since)?))
+    })
+    .await
+}
+
+/// Acknowledges a batch only once it is durable; a batch stored before is acknowledged
+/// again as a duplicate and stored once.
+pub async fn state_messages(
+    Client(client): Client,
+    State(site): State<Arc<Site>>,
+    Json(batch): Json<StateBatch>,
+) -> Result<Json<BatchAck>, AppError> {
+    if batch.client_id != client.client_id {
+        return Err(AppError::Forbidden(format!(
+            "client {} may send state messages only for itself, not for {}",
+            client.client_id, batch.client_id
+        )));
+    }
+    let store = site.store.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    blocking(move || Ok(Json(store.ingest_states(&client, &batch, now)?))).await
+}

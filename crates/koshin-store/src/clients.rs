@@ -1,0 +1,445 @@
+//! Clients at the site: enrollment, authentication by credential, and state message
+//! ingestion — one transaction per batch, idempotent by batch id, current state per
+//! (client, update) kept newest-first, every message kept in the history.
+
+use std::collections::HashMap;
+
+use koshin_domain::compliance::UpdateState;
+use koshin_wire::{
+    BatchAck, CatalogBinary, CatalogEntry, ClientCatalog, ClientDetail, ClientSummary,
+    ClientUpdateState, ScanRecord, StateBatch,
+};
+use rusqlite::{OptionalExtension, params};
+
+use crate::sqlite::{SqliteStore, lock, ts};
+use crate::traits::{ClientIdentity, ClientStore, NewClient};
+use crate::{Result, StoreError};
+
+/// The most state messages one batch may carry.
+pub const MAX_BATCH_MESSAGES: usize = 200_000;
+
+fn parse_state(s: &str) -> Option<UpdateState> {
+    match s {
+        "required" => Some(UpdateState::Required),
+        "installed" => Some(UpdateState::Installed),
+        "not_required" => Some(UpdateState::NotRequired),
+        _ => None,
+    }
+}
+
+/// Checks a whole batch before anything of it is written.
+fn validate(client: &ClientIdentity, batch: &StateBatch) -> Result<Vec<UpdateState>> {
+    let invalid = |m: String| Err(StoreError::Invalid(m));
+    if batch.client_id != client.client_id {
+        return invalid(format!(
+            "batch {} is for client {}, but the sender is {}: a client reports only for itself",
+            batch.batch_id, batch.client_id, client.client_id
+        ));
+    }
+    if batch.batch_id.trim().is_empty() || batch.batch_id.len() > 100 {
+        return invalid("batch_id must be 1 to 100 characters".into());
+    }
+    if batch.messages.len() > MAX_BATCH_MESSAGES {
+        return invalid(format!(
+            "a batch carries at most {MAX_BATCH_MESSAGES} state messages, this one {}",
+            batch.messages.len()
+        ));
+    }
+    let mut states = Vec::with_capacity(batch.messages.len());
+    for (i, m) in batch.messages.iter().enumerate() {
+        if uuid::Uuid::parse_str(&m.update_id).is_err() {
+            return invalid(format!(
+                "message {i}: update_id '{}' is not a UUID",
+                m.update_id
+            ));
+        }
+        let Some(s) = parse_state(&m.state) else {
+            return invalid(format!(
+                "message {i}: state '{}' is not required, installed or not_required",
+                m.state
+            ));
+        };
+        states.push(s);
+    }
+    Ok(states)
+}
+
+fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, ClientSummary)> {
+    let opt = |v: Option<i64>| v.map(ts);
+    Ok((
+        r.get(0)?,
+        ClientSummary {
+            name: r.get(1)?,
+            client_id: r.get(2)?,
+            os: r.get(3)?,
+            os_release: r.get(4)?,
+            architecture: r.get(5)?,
+            site: r.get(6)?,
+            enrolled: ts(r.get(7)?),
+            last_contact: opt(r.get(8)?),
+            last_policy: opt(r.get(9)?),
+            last_scan: opt(r.get(10)?),
+            required: 0,
+            installed: 0,
+            not_required: 0,
+            unknown: 0,
+        },
+    ))
+}
+
+const CLIENT_COLUMNS: &str = "id, name, client_id, os, os_release, architecture, site, enrolled_ms, last_contact_ms, last_policy_ms, last_scan_ms";
+
+impl SqliteStore {
+    /// (required, installed, not_required, unknown) per client rowid, over unexpired updates.
+    fn compliance_counts(
+        &self,
+        conn: &rusqlite::Connection,
+    ) -> Result<(u64, HashMap<i64, [u64; 3]>)> {
+        let total: i64 =
+            conn.query_row("SELECT COUNT(*) FROM updates WHERE expired = 0", [], |r| {
+                r.get(0)
+            })?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3), SUM(s.state = 2) FROM update_states s JOIN updates u ON u.id = s.update_id AND u.expired = 0 GROUP BY s.client",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                [
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)? as u64,
+                ],
+            ))
+        })?;
+        Ok((
+            total as u64,
+            rows.collect::<rusqlite::Result<HashMap<_, _>>>()?,
+        ))
+    }
+}
+
+fn fill_counts(s: &mut ClientSummary, total: u64, counts: Option<&[u64; 3]>) {
+    let [req, inst, notreq] = counts.copied().unwrap_or([0, 0, 0]);
+    s.required = req;
+    s.installed = inst;
+    s.not_required = notreq;
+    s.unknown = total.saturating_sub(req + inst + notreq);
+}
+
+impl ClientStore for SqliteStore {
+    fn enroll_client(
+        &self,
+        c: &NewClient,
+        credential_sha256: &str,
+        now_ms: i64,
+    ) -> Result<ClientIdentity> {
+        let conn = lock(&self.writer);
+        conn.execute(
+            "INSERT INTO clients(client_id, name, os, os_release, architecture, site, agent_version, credential_sha256, enrolled_ms, last_contact_ms)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9)
+             ON CONFLICT(client_id) DO UPDATE SET name=excluded.name, os=excluded.os, os_release=excluded.os_release,
+               architecture=excluded.architecture, agent_version=excluded.agent_version,
+               credential_sha256=excluded.credential_sha256, last_contact_ms=excluded.last_contact_ms",
+            params![
+                c.client_id,
+                c.name,
+                c.os,
+                c.os_release,
+                c.architecture,
+                c.site,
+                c.agent_version,
+                credential_sha256,
+                now_ms
+            ],
+        )?;
+        let rowid: i64 = conn.query_row(
+            "SELECT id FROM clients WHERE client_id=?1",
+            params![c.client_id],
+            |r| r.get(0),
+        )?;
+        Ok(ClientIdentity {
+            rowid,
+            client_id: c.client_id.clone(),
+            name: c.name.clone(),
+        })
+    }
+
+    fn client_by_credential(&self, credential_sha256: &str) -> Result<Option<ClientIdentity>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT id, client_id, name FROM clients WHERE credential_sha256=?1",
+                params![credential_sha256],
+                |r| {
+                    Ok(ClientIdentity {
+                        rowid: r.get(0)?,
+                        client_id: r.get(1)?,
+                        name: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    fn touch_client(&self, rowid: i64, policy: bool, now_ms: i64) -> Result<()> {
+        let conn = lock(&self.writer);
+        if policy {
+            conn.execute(
+                "UPDATE clients SET last_contact_ms=?2, last_policy_ms=?2 WHERE id=?1",
+                params![rowid, now_ms],
+            )?;
+        } else {
+            conn.execute(
+                "UPDATE clients SET last_contact_ms=?2 WHERE id=?1",
+                params![rowid, now_ms],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn ingest_states(
+        &self,
+        client: &ClientIdentity,
+        batch: &StateBatch,
+        now_ms: i64,
+    ) -> Result<BatchAck> {
+        let states = validate(client, batch)?;
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let seen: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM state_batches WHERE client=?1 AND batch_id=?2",
+                params![client.rowid, batch.batch_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if seen.is_some() {
+            tx.execute(
+                "UPDATE clients SET last_contact_ms=?2 WHERE id=?1",
+                params![client.rowid, now_ms],
+            )?;
+            tx.commit()?;
+            return Ok(BatchAck {
+                batch_id: batch.batch_id.clone(),
+                stored: 0,
+                duplicate: true,
+            });
+        }
+        {
+            let mut known = tx.prepare_cached("SELECT 1 FROM updates WHERE id=?1")?;
+            let mut current = tx.prepare_cached(
+                "INSERT INTO update_states(client, update_id, state, restart_pending, revision, time_ms) VALUES (?1,?2,?3,?4,?5,?6)
+                 ON CONFLICT(client, update_id) DO UPDATE SET state=excluded.state, restart_pending=excluded.restart_pending,
+                   revision=excluded.revision, time_ms=excluded.time_ms
+                 WHERE excluded.time_ms >= update_states.time_ms",
+            )?;
+            let mut history = tx.prepare_cached(
+                "INSERT INTO state_history(client, update_id, state, restart_pending, revision, time_ms, received_ms, batch_id, scan_id) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            )?;
+            for (i, (m, state)) in batch.messages.iter().zip(&states).enumerate() {
+                if known
+                    .query_row(params![m.update_id], |_| Ok(()))
+                    .optional()?
+                    .is_none()
+                {
+                    // Dropping the transaction undoes everything of this batch.
+                    return Err(StoreError::Invalid(format!(
+                        "message {i}: update {} is not in this site's catalog",
+                        m.update_id
+                    )));
+                }
+                let t = m.time.as_millisecond();
+                current.execute(params![
+                    client.rowid,
+                    m.update_id,
+                    state.code(),
+                    m.restart_pending,
+                    m.revision,
+                    t
+                ])?;
+                history.execute(params![
+                    client.rowid,
+                    m.update_id,
+                    state.code(),
+                    m.restart_pending,
+                    m.revision,
+                    t,
+                    now_ms,
+                    batch.batch_id,
+                    m.scan_id
+                ])?;
+            }
+            let mut scan = tx.prepare_cached(
+                "INSERT OR IGNORE INTO scans(client, scan_id, trigger, kind, online, started_ms, duration_ms, result, content_version, required, installed, not_required) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+            )?;
+            let mut last = tx.prepare_cached(
+                "UPDATE clients SET last_scan_ms=?2, last_scan_json=?3 WHERE id=?1 AND (last_scan_ms IS NULL OR last_scan_ms <= ?2)",
+            )?;
+            for s in &batch.scans {
+                let started = s.started.as_millisecond();
+                scan.execute(params![
+                    client.rowid,
+                    s.scan_id,
+                    s.trigger,
+                    s.kind,
+                    s.online,
+                    started,
+                    s.duration_ms as i64,
+                    s.result,
+                    s.content_version,
+                    s.required as i64,
+                    s.installed as i64,
+                    s.not_required as i64
+                ])?;
+                let json =
+                    serde_json::to_string(s).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                last.execute(params![client.rowid, started, json])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO state_batches(client, batch_id, received_ms, messages) VALUES (?1,?2,?3,?4)",
+            params![client.rowid, batch.batch_id, now_ms, batch.messages.len() as i64],
+        )?;
+        tx.execute(
+            "UPDATE clients SET last_contact_ms=?2 WHERE id=?1",
+            params![client.rowid, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(BatchAck {
+            batch_id: batch.batch_id.clone(),
+            stored: batch.messages.len() as u64,
+            duplicate: false,
+        })
+    }
+
+    fn list_clients(&self) -> Result<Vec<ClientSummary>> {
+        let conn = self.reader();
+        let (total, counts) = self.compliance_counts(&conn)?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, client_id"
+        ))?;
+        let rows = stmt.query_map([], summary_from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (rowid, mut s) = row?;
+            fill_counts(&mut s, total, counts.get(&rowid));
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    fn get_client(&self, key: &str) -> Result<Option<ClientDetail>> {
+        let conn = self.reader();
+        let found: Vec<(i64, ClientSummary)> = {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?1 COLLATE NOCASE OR client_id = ?1 LIMIT 2"
+            ))?;
+            stmt.query_map(params![key], summary_from_row)?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let (rowid, mut summary) = match found.len() {
+            0 => return Ok(None),
+            1 => found
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::NotFound(key.to_string()))?,
+            _ => {
+                return Err(StoreError::Invalid(format!(
+                    "more than one client is named '{key}'; give its client id"
+                )));
+            }
+        };
+        let (total, counts) = self.compliance_counts(&conn)?;
+        fill_counts(&mut summary, total, counts.get(&rowid));
+        let last_scan_record: Option<ScanRecord> = conn
+            .query_row(
+                "SELECT last_scan_json FROM clients WHERE id=?1",
+                params![rowid],
+                |r| r.get::<_, Option<String>>(0),
+            )?
+            .map(|j| {
+                serde_json::from_str(&j)
+                    .map_err(|e| StoreError::Corrupt(format!("last scan of {key}: {e}")))
+            })
+            .transpose()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.update_id, u.title, u.classification, s.state, s.restart_pending, s.time_ms FROM update_states s JOIN updates u ON u.id = s.update_id
+             WHERE s.client = ?1 AND s.state IN (1, 3) AND u.expired = 0 ORDER BY s.state, u.title",
+        )?;
+        let updates = stmt
+            .query_map(params![rowid], |r| {
+                Ok(ClientUpdateState {
+                    update_id: r.get(0)?,
+                    title: r.get(1)?,
+                    classification: r.get(2)?,
+                    state: UpdateState::from_code(r.get(3)?)
+                        .unwrap_or(UpdateState::Unknown)
+                        .name()
+                        .to_string(),
+                    restart_pending: r.get::<_, i64>(4)? != 0,
+                    time: ts(r.get(5)?),
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some(ClientDetail {
+            summary,
+            last_scan_record,
+            updates,
+        }))
+    }
+
+    fn client_catalog(&self, since: i64) -> Result<ClientCatalog> {
+        let conn = self.reader();
+        let cv: i64 = conn.query_row(
+            "SELECT content_version FROM update_sources LIMIT 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let filter = "content_version > ?1 AND (?1 > 0 OR expired = 0)";
+        let mut bins: HashMap<String, Vec<CatalogBinary>> = HashMap::new();
+        {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT b.update_id, b.name, b.architecture, b.version FROM update_binaries b JOIN updates u ON u.id = b.update_id WHERE u.{filter}"
+            ))?;
+            let mut rows = stmt.query(params![since])?;
+            while let Some(r) = rows.next()? {
+                bins.entry(r.get(0)?).or_default().push(CatalogBinary {
+                    name: r.get(1)?,
+                    architecture: r.get(2)?,
+                    version: r.get(3)?,
+                });
+            }
+        }
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, revision, title, product, classification, superseded_by, expired, local_json FROM updates WHERE {filter} ORDER BY id"
+        ))?;
+        let mut rows = stmt.query(params![since])?;
+        let mut updates = Vec::new();
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            let local: Option<String> = r.get(7)?;
+            updates.push(CatalogEntry {
+                binaries: bins.remove(&id).unwrap_or_default(),
+                revision: r.get(1)?,
+                title: r.get(2)?,
+                product: r.get(3)?,
+                classification: r.get(4)?,
+                superseded_by: r.get(5)?,
+                expired: r.get::<_, i64>(6)? != 0,
+                local: local
+                    .map(|s| {
+                        serde_json::from_str(&s)
+                            .map_err(|e| StoreError::Corrupt(format!("local_json of {id}: {e}")))
+                    })
+                    .transpose()?,
+                id,
+            });
+        }
+        Ok(ClientCatalog {
+            content_version: cv,
+            since,
+            updates,
+        })
+    }
+}
