@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS catalog_binaries (
     version TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS catalog_binaries_update ON catalog_binaries(update_id);
+CREATE INDEX IF NOT EXISTS catalog_binaries_name ON catalog_binaries(name);
 CREATE TABLE IF NOT EXISTS last_states (
     update_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,

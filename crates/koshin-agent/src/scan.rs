@@ -86,27 +86,29 @@ struct Evaluated {
 
 /// Evaluates every cached update against the machine.
 fn evaluate(db: &AgentDb, machine: &Machine) -> anyhow::Result<Vec<Evaluated>> {
+    // Only binaries this machine has can make an update Required or Installed: look them up
+    // by name instead of reading the whole catalog.
     let mut bins: HashMap<String, Vec<TargetBinary>> = HashMap::new();
     {
-        let mut stmt = db.conn.prepare_cached(
-            "SELECT update_id, name, architecture, version FROM catalog_binaries",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let name: String = r.get(1)?;
-            let arch: String = r.get(2)?;
-            // Only binaries this machine has can make an update Required or Installed.
-            if !machine
-                .installed
-                .contains_key(&(name.clone(), arch.clone()))
-            {
-                continue;
+        let mut stmt = db
+            .conn
+            .prepare_cached("SELECT update_id, architecture, version FROM catalog_binaries WHERE name = ?1")?;
+        let mut names: Vec<&str> = machine.installed.keys().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let mut rows = stmt.query([name])?;
+            while let Some(r) = rows.next()? {
+                let arch: String = r.get(1)?;
+                if !machine.installed.contains_key(&(name.to_string(), arch.clone())) {
+                    continue;
+                }
+                bins.entry(r.get(0)?).or_default().push(TargetBinary {
+                    name: name.to_string(),
+                    architecture: arch,
+                    version: r.get(2)?,
+                });
             }
-            bins.entry(r.get(0)?).or_default().push(TargetBinary {
-                name,
-                architecture: arch,
-                version: r.get(3)?,
-            });
         }
     }
     let mut out = Vec::new();

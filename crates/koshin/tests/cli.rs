@@ -219,9 +219,12 @@ fn cli_contract_sync_updates_and_status_messages() {
 }
 
 /// The README's first command on this machine: a site synced from its own APT sources —
-/// the live Debian 12 archive (main, updates, security).
+/// the live Debian 12 archive (main, updates, security) — with this host enrolled and
+/// scanned. Then the oracle (issue 3): the agent's Required packages and target versions are
+/// exactly what `apt list --upgradable` prints from the same sources and the same dpkg
+/// database, and the site's `updates-with-counts` report agrees with the agent.
 #[test]
-fn quick_start_syncs_this_machines_apt_sources() {
+fn quick_start_syncs_this_machines_apt_sources_and_agrees_with_apt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("koshin-data");
     let site = start(
@@ -229,11 +232,79 @@ fn quick_start_syncs_this_machines_apt_sources() {
         "API:     ",
     );
     let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
-    let list = json(&koshin(&site.url, token.trim(), &["updates", "list", "--json"]));
+    let token = token.trim();
+    let list = json(&koshin(&site.url, token, &["updates", "list", "--json"]));
     let list = list.as_array().expect("array");
     assert!(list.len() > 30_000, "only {} updates from this machine's APT sources", list.len());
     let security: Vec<_> = list.iter().filter(|u| u["classification"] == "Security Updates").collect();
     assert!(!security.is_empty(), "no security updates");
-    let msgs = json(&koshin(&site.url, token.trim(), &["status-messages", "--id", "6702", "--json"]));
+    let msgs = json(&koshin(&site.url, token, &["status-messages", "--id", "6702", "--json"]));
     assert_eq!(msgs.as_array().map(Vec::len), Some(1));
+
+    // The agent `up` enrolled for this host, scanned again offline (local metadata).
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let out = rt.block_on(async {
+        let mut db = koshin_agent::db::AgentDb::open(&data.join("agent")).expect("agent db");
+        koshin_agent::scan::scan(&mut db, None, Path::new("/"), koshin_domain::scan::ScanTrigger::Offline)
+            .await
+            .expect("offline scan")
+    });
+    let mut ours: std::collections::BTreeMap<(String, String), String> = std::collections::BTreeMap::new();
+    for u in out.updates.iter().filter(|u| u.state == "required") {
+        for p in &u.packages {
+            let e = ours.entry((p.name.clone(), p.arch.clone())).or_insert_with(|| p.target.clone());
+            if koshin_domain::version::compare_lenient(&p.target, e) == std::cmp::Ordering::Greater {
+                *e = p.target.clone();
+            }
+        }
+    }
+
+    // apt, isolated from the host's apt.conf.d, with fresh lists from the same sources.
+    let apt = tempfile::tempdir().expect("apt dir");
+    let a = apt.path();
+    for d in ["lists/partial", "cache/archives/partial", "parts", "log"] {
+        std::fs::create_dir_all(a.join(d)).expect("dirs");
+    }
+    let conf = format!(
+        "Dir::Etc::Main \"/dev/null\";\nDir::Etc::Parts \"{p}/parts\";\nDir::Etc::SourceList \"/etc/apt/sources.list\";\nDir::Etc::SourceParts \"/etc/apt/sources.list.d\";\nDir::State::Lists \"{p}/lists\";\nDir::State::status \"/var/lib/dpkg/status\";\nDir::Cache \"{p}/cache\";\nDir::Log \"{p}/log\";\nDebug::NoLocking \"true\";\nAPT::Sandbox::User \"root\";\nAcquire::Languages \"none\";\nAPT::Update::Error-Mode \"any\";\n",
+        p = a.display()
+    );
+    std::fs::write(a.join("apt.conf"), conf).expect("apt.conf");
+    let apt_cmd = |args: &[&str]| {
+        Command::new(args[0])
+            .args(&args[1..])
+            .env("APT_CONFIG", a.join("apt.conf"))
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .output()
+            .expect("apt runs")
+    };
+    let up = apt_cmd(&["apt-get", "-q", "update"]);
+    assert!(up.status.success(), "apt-get update: {}", String::from_utf8_lossy(&up.stderr));
+    let listing = apt_cmd(&["apt", "list", "--upgradable"]);
+    assert!(listing.status.success());
+    let mut theirs = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&listing.stdout).lines() {
+        // name/suite version arch [upgradable from: old]
+        let mut w = line.split_whitespace();
+        let (Some(name_suite), Some(version), Some(arch)) = (w.next(), w.next(), w.next()) else {
+            continue;
+        };
+        let Some((name, _)) = name_suite.split_once('/') else { continue };
+        theirs.insert((name.to_string(), arch.to_string()), version.to_string());
+    }
+    assert_eq!(ours, theirs, "the agent's Required packages differ from apt list --upgradable");
+
+    // The site's report counts this host as requiring exactly the agent's Required updates.
+    let report = json(&koshin(&site.url, token, &["report", "run", "updates-with-counts", "--format", "json"]));
+    let site_required: std::collections::BTreeSet<String> = report
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["required"].as_u64() == Some(1))
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
+    let agent_required: std::collections::BTreeSet<String> =
+        out.updates.iter().filter(|u| u.state == "required").map(|u| u.id.clone()).collect();
+    assert_eq!(site_required, agent_required);
 }
