@@ -40,6 +40,12 @@ CREATE TABLE IF NOT EXISTS queue (
     scan_id TEXT NOT NULL,
     batch_id TEXT
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    batch_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    messages INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS scans (
     scan_id TEXT PRIMARY KEY,
     started_ms INTEGER NOT NULL,

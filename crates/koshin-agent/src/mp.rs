@@ -120,8 +120,14 @@ impl Mp {
         self.get("/api/v1/mp/policy", &()).await
     }
 
-    pub async fn catalog(&self, since: i64) -> Result<ClientCatalog, MpError> {
-        self.get("/api/v1/mp/catalog", &[("since", since)]).await
+    /// The catalog changed after `since`; the site answers with the whole catalog when
+    /// `token` does not name its catalog at that version.
+    pub async fn catalog(&self, since: i64, token: &str) -> Result<ClientCatalog, MpError> {
+        self.get(
+            "/api/v1/mp/catalog",
+            &[("since", since.to_string()), ("token", token.to_string())],
+        )
+        .await
     }
 
     pub async fn send(&self, batch: &StateBatch) -> Result<BatchAck, MpError> {

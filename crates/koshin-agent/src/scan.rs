@@ -70,6 +70,10 @@ pub fn apply_catalog(db: &mut AgentDb, cat: &ClientCatalog, now: i64) -> anyhow:
         "INSERT INTO kv(key, value) VALUES ('metadata_fetched_ms', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
         params![now.to_string()],
     )?;
+    tx.execute(
+        "INSERT INTO kv(key, value) VALUES ('catalog_token', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        params![cat.token],
+    )?;
     tx.commit()?;
     Ok(())
 }
@@ -86,13 +90,26 @@ struct Evaluated {
 
 /// Evaluates every cached update against the machine.
 fn evaluate(db: &AgentDb, machine: &Machine) -> anyhow::Result<Vec<Evaluated>> {
+    // What was reported last: an update reported plain Installed before does not become
+    // restart-pending because another update of the same package waits for a restart.
+    let mut reported_installed: std::collections::HashSet<String> =
+        std::collections::HashSet::new();
+    {
+        let mut stmt = db.conn.prepare_cached(
+            "SELECT update_id FROM last_states WHERE state = 'installed' AND restart_pending = 0",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            reported_installed.insert(r.get(0)?);
+        }
+    }
     // Only binaries this machine has can make an update Required or Installed: look them up
     // by name instead of reading the whole catalog.
     let mut bins: HashMap<String, Vec<TargetBinary>> = HashMap::new();
     {
-        let mut stmt = db
-            .conn
-            .prepare_cached("SELECT update_id, architecture, version FROM catalog_binaries WHERE name = ?1")?;
+        let mut stmt = db.conn.prepare_cached(
+            "SELECT update_id, architecture, version FROM catalog_binaries WHERE name = ?1",
+        )?;
         let mut names: Vec<&str> = machine.installed.keys().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
         names.dedup();
@@ -100,7 +117,10 @@ fn evaluate(db: &AgentDb, machine: &Machine) -> anyhow::Result<Vec<Evaluated>> {
             let mut rows = stmt.query([name])?;
             while let Some(r) = rows.next()? {
                 let arch: String = r.get(1)?;
-                if !machine.installed.contains_key(&(name.to_string(), arch.clone())) {
+                if !machine
+                    .installed
+                    .contains_key(&(name.to_string(), arch.clone()))
+                {
                     continue;
                 }
                 bins.entry(r.get(0)?).or_default().push(TargetBinary {
@@ -138,10 +158,11 @@ fn evaluate(db: &AgentDb, machine: &Machine) -> anyhow::Result<Vec<Evaluated>> {
         // C1/C8: installed but waiting for a restart stays Required, flagged.
         if machine.restart_required
             && state == UpdateState::Installed
+            && !reported_installed.contains(&id)
             && eval
                 .packages
                 .iter()
-                .any(|p| machine.restart_packages.iter().any(|r| *r == p.name))
+                .any(|p| machine.restart_packages.contains(&p.name))
         {
             state = UpdateState::Required;
             restart_pending = true;
@@ -199,6 +220,18 @@ pub async fn scan(
                 not_required: count(UpdateState::NotRequired),
             };
             let queued = commit_scan(db, &record, &evaluated)?;
+            // C8: the state after an installation or its restart reaches the site within
+            // 2 minutes, not at the next regular batch.
+            if queued > 0
+                && matches!(
+                    trigger,
+                    ScanTrigger::AfterInstall | ScanTrigger::AfterRestart
+                )
+            {
+                let soon = now_ms() + (rand::random::<f64>() * 60_000.0) as i64;
+                let next = db.get_i64("next_send_ms")?.map_or(soon, |t| t.min(soon));
+                db.set_i64("next_send_ms", next)?;
+            }
             Ok(ScanOutput {
                 kind: kind.name().into(),
                 trigger: trigger.name().into(),
@@ -265,18 +298,13 @@ async fn scan_inner(
             .await
             .map_err(|e| anyhow!("cannot get the machine policy: {e}"))?;
         let since = db.get_i64("content_version")?.unwrap_or(0);
+        let token = db.get("catalog_token")?.unwrap_or_default();
+        // A site whose catalog is not the one this agent cached (restored, rebuilt) answers
+        // with its whole catalog (since = 0), which replaces the cache.
         let cat = mp
-            .catalog(since)
+            .catalog(since, &token)
             .await
             .map_err(|e| anyhow!("cannot fetch the catalog: {e}"))?;
-        // The site's catalog went back (a restored or new site): fetch it whole.
-        let cat = if cat.content_version < since {
-            mp.catalog(0)
-                .await
-                .map_err(|e| anyhow!("cannot fetch the catalog: {e}"))?
-        } else {
-            cat
-        };
         apply_catalog(db, &cat, now)?;
     } else if last_fetch.is_none() {
         anyhow::bail!("no local metadata yet: an online scan must run first (koshin-agent scan)");

@@ -15,6 +15,24 @@ use crate::ts;
 pub struct Sent {
     pub batches: u64,
     pub messages: u64,
+    /// Batches the site refused as malformed, set aside in `dead_letters`.
+    pub refused: u64,
+}
+
+/// Moves a refused batch out of the queue into `dead_letters`, kept for diagnosis.
+fn set_aside(db: &mut AgentDb, batch_id: &str, reason: &str) -> anyhow::Result<()> {
+    let tx = db.conn.transaction()?;
+    tx.execute(
+        "INSERT INTO dead_letters(batch_id, reason, time_ms, messages) SELECT ?1, ?2, ?3, COUNT(*) FROM queue WHERE batch_id = ?1",
+        params![batch_id, reason, crate::now_ms()],
+    )?;
+    tx.execute("DELETE FROM queue WHERE batch_id=?1", params![batch_id])?;
+    tx.execute(
+        "UPDATE scans SET sent = 1 WHERE batch_id=?1",
+        params![batch_id],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Binds the next rows to a batch (or returns the batch already bound but not acknowledged).
@@ -84,19 +102,36 @@ pub async fn send_all(db: &mut AgentDb, id: &Identity, mp: &Mp) -> Result<Sent, 
     let mut sent = Sent::default();
     while let Some(batch_id) = next_batch(db).map_err(SendError::Local)? {
         let batch = load_batch(db, &id.client_id, &batch_id).map_err(SendError::Local)?;
-        let ack = mp.send(&batch).await.map_err(SendError::Site)?;
+        let ack = match mp.send(&batch).await {
+            Ok(ack) => ack,
+            // The site refused the batch itself (not the credential, not a passing fault):
+            // sending it again cannot help, and it must not hold back what comes after it.
+            Err(MpError::Refused(code, reason)) if matches!(code, 400 | 413 | 422) => {
+                set_aside(db, &batch_id, &reason).map_err(SendError::Local)?;
+                tracing::error!(batch = %batch_id, %reason, "the site refused a batch of state messages; set aside");
+                sent.refused += 1;
+                continue;
+            }
+            Err(e) => return Err(SendError::Site(e)),
+        };
         let tx = db
             .conn
             .transaction()
             .map_err(|e| SendError::Local(e.into()))?;
-        tx.execute("DELETE FROM queue WHERE batch_id=?1", params![ack.batch_id])
-            .and_then(|_| {
-                tx.execute(
-                    "UPDATE scans SET sent = 1 WHERE batch_id=?1",
-                    params![ack.batch_id],
-                )
-            })
-            .map_err(|e| SendError::Local(e.into()))?;
+        let done = || -> rusqlite::Result<()> {
+            tx.execute("DELETE FROM queue WHERE batch_id=?1", params![ack.batch_id])?;
+            tx.execute(
+                "UPDATE scans SET sent = 1 WHERE batch_id=?1",
+                params![ack.batch_id],
+            )?;
+            // Updates the site does not know (a site restored from an older backup) are no
+            // longer tracked; a later scan reports them again if the site learns them.
+            for u in &ack.unknown_updates {
+                tx.execute("DELETE FROM last_states WHERE update_id=?1", params![u])?;
+            }
+            Ok(())
+        };
+        done().map_err(|e| SendError::Local(e.into()))?;
         tx.commit().map_err(|e| SendError::Local(e.into()))?;
         sent.batches += 1;
         sent.messages += batch.messages.len() as u64;

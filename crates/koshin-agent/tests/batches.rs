@@ -128,8 +128,11 @@ async fn a_batch_sent_twice_is_stored_once() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let nowhere = Mp::new(&format!("http://127.0.0.1:{closed}"), &agent.identity().credential)
-        .unwrap();
+    let nowhere = Mp::new(
+        &format!("http://127.0.0.1:{closed}"),
+        &agent.identity().credential,
+    )
+    .unwrap();
     let mut db = agent.db();
     let err = koshin_agent::send::send_all(&mut db, &agent.identity(), &nowhere)
         .await
@@ -253,36 +256,39 @@ async fn a_malformed_batch_is_refused_whole_with_a_reason() {
         let (code, v) = post(&site, Some(&cred), b).await;
         assert_eq!(code, 400, "{what}: {v}");
         let r = reason(&v);
-        assert!(r.contains(want), "{what}: the reason '{r}' does not say {want}");
+        assert!(
+            r.contains(want),
+            "{what}: the reason '{r}' does not say {want}"
+        );
         assert_eq!(footprint(&site, &cid), before, "{what} changed the site");
     }
 
-    // An update the site does not know, after valid messages: nothing of it is kept, and
-    // its batch id is not used up.
+    // An update the site does not know (a site restored from an older backup), among valid
+    // messages: the known ones are stored, the unknown one is not, and the answer names it
+    // so the client stops reporting it instead of retrying the batch forever.
     let unknown_id = uuid::Uuid::new_v4().to_string();
-    let mut b = batch(vec![
+    let b = batch(vec![
         message(&hello, "installed"),
         message(&libfoo, "installed"),
         message(&unknown_id, "required"),
     ]);
     let (code, v) = post(&site, Some(&cred), &b).await;
-    assert_eq!(code, 400, "{v}");
-    let r = reason(&v);
-    assert!(
-        r.contains(&unknown_id) && r.contains("not in this site's catalog"),
-        "{r}"
-    );
-    assert_eq!(footprint(&site, &cid), before);
-    b.messages.pop();
-    let (code, v) = post(&site, Some(&cred), &b).await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["duplicate"], false);
     assert_eq!(v["stored"], 2);
+    assert_eq!(v["unknown_updates"], serde_json::json!([unknown_id]));
     assert_eq!(
         site.current_state(&cid, HELLO_NEW),
         Some(st("installed", false))
     );
-    let before = footprint(&site, &cid);
+    let history_now = footprint(&site, &cid);
+    assert_ne!(history_now, before, "the known messages were stored");
+    // Sent again: a duplicate, nothing more stored.
+    let (code, v) = post(&site, Some(&cred), &b).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["duplicate"], true);
+    assert_eq!(footprint(&site, &cid), history_now);
+    let before = history_now;
 
     // More than 200,000 messages.
     let many: Vec<StateMessage> = (0..200_001)
@@ -352,7 +358,10 @@ async fn only_the_client_itself_may_send_its_states() {
     let (code, v) = post(&site, Some(&a.identity().credential), &for_b).await;
     assert_eq!(code, 403, "{v}");
     let r = reason(&v);
-    assert!(r.contains("only for itself") && r.contains(&b.client_id()), "{r}");
+    assert!(
+        r.contains("only for itself") && r.contains(&b.client_id()),
+        "{r}"
+    );
 
     // No credential, a wrong one, a revoked one (re-enrollment replaces it), an admin
     // token (not a client credential).

@@ -21,12 +21,17 @@ async fn triggers_fetch_metadata_as_c5_and_the_ttl_say() {
     // A fresh agent's scheduled scan fetches the whole catalog.
     let before = now_ms();
     let first = agent.scan_ok(ScanTrigger::Schedule).await;
-    assert!(first.online, "a fresh agent's schedule scan fetches metadata");
+    assert!(
+        first.online,
+        "a fresh agent's schedule scan fetches metadata"
+    );
     assert_eq!(first.kind, "non-forced online");
     assert_eq!(first.trigger, "schedule");
-    assert_eq!(
-        site.requests_matching("/api/v1/mp/catalog"),
-        vec!["GET /api/v1/mp/catalog?since=0"]
+    let catalogs = site.requests_matching("/api/v1/mp/catalog");
+    assert_eq!(catalogs.len(), 1, "{catalogs:?}");
+    assert!(
+        catalogs[0].starts_with("GET /api/v1/mp/catalog?since=0&token="),
+        "{catalogs:?}"
     );
     let fetched = agent.kv_i64("metadata_fetched_ms").expect("fetched");
     assert!(fetched >= before && fetched <= now_ms());
@@ -50,7 +55,12 @@ async fn triggers_fetch_metadata_as_c5_and_the_ttl_say() {
         let out = agent.scan_ok(t).await;
         assert!(!out.online, "{} scan within the TTL fetched", t.name());
         assert_eq!(out.kind, "non-forced online");
-        assert_eq!(site.request_count(), n, "{} scan contacted the site", t.name());
+        assert_eq!(
+            site.request_count(),
+            n,
+            "{} scan contacted the site",
+            t.name()
+        );
         assert_eq!(agent.kv_i64("metadata_fetched_ms"), Some(fetched));
         assert_eq!(states(&out), expected);
         assert_eq!(out.state_messages, 0);
@@ -66,14 +76,22 @@ async fn triggers_fetch_metadata_as_c5_and_the_ttl_say() {
         let inside = now_ms() - 23 * HOUR_MS;
         agent.set_kv_i64("metadata_fetched_ms", inside);
         let out = agent.scan_ok(t).await;
-        assert!(!out.online, "{} scan with 23 h old metadata fetched", t.name());
+        assert!(
+            !out.online,
+            "{} scan with 23 h old metadata fetched",
+            t.name()
+        );
         assert_eq!(agent.kv_i64("metadata_fetched_ms"), Some(inside));
 
         agent.set_kv_i64("metadata_fetched_ms", now_ms() - 25 * HOUR_MS);
         let catalogs = site.requests_matching("/api/v1/mp/catalog").len();
         let before = now_ms();
         let out = agent.scan_ok(t).await;
-        assert!(out.online, "{} scan with 25 h old metadata did not fetch", t.name());
+        assert!(
+            out.online,
+            "{} scan with 25 h old metadata did not fetch",
+            t.name()
+        );
         assert_eq!(
             site.requests_matching("/api/v1/mp/catalog").len(),
             catalogs + 1
@@ -136,7 +154,15 @@ async fn triggers_fetch_metadata_as_c5_and_the_ttl_say() {
     );
     let got: Vec<String> = rows
         .iter()
-        .map(|r| format!("{} / {} / {} x{}", r[0].as_str().unwrap(), r[1].as_str().unwrap(), r[2], r[3]))
+        .map(|r| {
+            format!(
+                "{} / {} / {} x{}",
+                r[0].as_str().unwrap(),
+                r[1].as_str().unwrap(),
+                r[2],
+                r[3]
+            )
+        })
         .collect();
     assert_eq!(
         got,
@@ -207,7 +233,11 @@ async fn offline_scan_without_local_metadata_fails_clearly_and_is_recorded() {
     );
     assert_eq!(rows.len(), 4);
     for r in &rows {
-        assert!(r[0].as_str().unwrap().starts_with("failed: no local metadata"));
+        assert!(
+            r[0].as_str()
+                .unwrap()
+                .starts_with("failed: no local metadata")
+        );
     }
     let c = site.client("pc-nometa");
     assert!(
@@ -217,7 +247,10 @@ async fn offline_scan_without_local_metadata_fails_clearly_and_is_recorded() {
             .starts_with("failed")
     );
     assert_eq!(c.summary.unknown, 5);
-    assert_eq!(c.summary.required + c.summary.installed + c.summary.not_required, 0);
+    assert_eq!(
+        c.summary.required + c.summary.installed + c.summary.not_required,
+        0
+    );
 
     // After an online scan, the offline scan works.
     agent.scan_ok(ScanTrigger::ScanCycle).await;
@@ -239,7 +272,10 @@ async fn online_scan_fetches_the_catalog_incrementally() {
     assert_eq!(first.state_messages, 5);
 
     let cv2 = site.publish_libfoo_deb12u2().await;
-    assert!(cv2 > cv1, "the sync of a new version raised the content version");
+    assert!(
+        cv2 > cv1,
+        "the sync of a new version raised the content version"
+    );
 
     // Within the TTL a scheduled scan does not see it.
     let out = agent.scan_ok(ScanTrigger::Schedule).await;
@@ -250,9 +286,11 @@ async fn online_scan_fetches_the_catalog_incrementally() {
     let out = agent.scan_ok(ScanTrigger::ScanCycle).await;
     assert!(out.online);
     let catalogs = site.requests_matching("/api/v1/mp/catalog");
-    assert_eq!(
-        catalogs.last().unwrap(),
-        &format!("GET /api/v1/mp/catalog?since={cv1}"),
+    assert!(
+        catalogs
+            .last()
+            .unwrap()
+            .starts_with(&format!("GET /api/v1/mp/catalog?since={cv1}&token=")),
         "{catalogs:?}"
     );
     assert_eq!(agent.kv_i64("content_version"), Some(cv2));
@@ -267,9 +305,11 @@ async fn online_scan_fetches_the_catalog_incrementally() {
 
     // Nothing new: the next forced scan asks since cv2 and changes nothing.
     let again = agent.scan_ok(ScanTrigger::DeploymentEvaluationCycle).await;
-    assert_eq!(
-        site.requests_matching("/api/v1/mp/catalog").last().unwrap(),
-        &format!("GET /api/v1/mp/catalog?since={cv2}")
+    assert!(
+        site.requests_matching("/api/v1/mp/catalog")
+            .last()
+            .unwrap()
+            .starts_with(&format!("GET /api/v1/mp/catalog?since={cv2}&token="))
     );
     assert_eq!(states(&again), states(&out));
     assert_eq!(again.state_messages, 0);
@@ -280,6 +320,25 @@ async fn online_scan_fetches_the_catalog_incrementally() {
         site.current_state(&agent.client_id(), LIBFOO_SEC2),
         Some(st("required", false))
     );
+}
+
+/// C6: the TTL is the site's (the policy's metadata_ttl_minutes), not a fixed 24 hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ttl_comes_from_the_sites_policy() {
+    let site = TestSite::start_with(|cfg| cfg.policy.metadata_ttl_minutes = 60).await;
+    let agent = site.enroll("pc-ttl", TYPICAL).await;
+    assert!(agent.scan_ok(ScanTrigger::Schedule).await.online);
+    assert_eq!(agent.kv_i64("metadata_ttl_minutes"), Some(60));
+    let status = koshin_agent::enroll::status(&agent.state).unwrap();
+    let fetched = status.metadata_fetched.expect("fetched").as_millisecond();
+    assert_eq!(
+        status.ttl_expires.expect("expiry").as_millisecond(),
+        fetched + HOUR_MS
+    );
+    agent.set_kv_i64("metadata_fetched_ms", now_ms() - 59 * 60_000);
+    assert!(!agent.scan_ok(ScanTrigger::Schedule).await.online);
+    agent.set_kv_i64("metadata_fetched_ms", now_ms() - 61 * 60_000);
+    assert!(agent.scan_ok(ScanTrigger::Schedule).await.online);
 }
 
 /// C2: on its first machine policy a client schedules its first scan at a random time

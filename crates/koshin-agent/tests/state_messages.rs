@@ -15,9 +15,7 @@ fn queued(agent: &TestAgent, site: &TestSite) -> Vec<(String, String, bool)> {
         .prepare("SELECT update_id, state, restart_pending FROM queue ORDER BY seq")
         .unwrap();
     let rows: Vec<(String, String, bool)> = stmt
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0))
-        })
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? != 0)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -194,7 +192,10 @@ async fn restart_pending_is_required_until_the_after_restart_scan() {
         queued_titles(&agent, &site).contains(&LIBFOO_SEC.to_string()),
         "the restart pending state is a change"
     );
-    assert_eq!(agent.db().get("restart_pending").unwrap().as_deref(), Some("1"));
+    assert_eq!(
+        agent.db().get("restart_pending").unwrap().as_deref(),
+        Some("1")
+    );
 
     // The real binary says so too.
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_koshin-agent"))
@@ -203,7 +204,11 @@ async fn restart_pending_is_required_until_the_after_restart_scan() {
         .args(["scan", "--trigger", "after-install"])
         .output()
         .expect("koshin-agent runs");
-    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
     let text = String::from_utf8_lossy(&cli.stdout);
     let line = text
         .lines()
@@ -239,7 +244,10 @@ async fn restart_pending_is_required_until_the_after_restart_scan() {
     assert_eq!(out.kind, "forced offline");
     assert_eq!(scanned(&out, LIBFOO_SEC), st("installed", false));
     assert!(out.updates.iter().all(|u| !u.restart_pending));
-    assert_eq!(agent.db().get("restart_pending").unwrap().as_deref(), Some("0"));
+    assert_eq!(
+        agent.db().get("restart_pending").unwrap().as_deref(),
+        Some("0")
+    );
     agent.send().await;
     assert_eq!(
         site.current_state(&cid, LIBFOO_SEC),
@@ -284,6 +292,7 @@ async fn the_running_agent_scans_after_the_restart() {
     agent.set_kv_i64("next_scan_ms", now_ms() + 24 * HOUR_MS);
     agent.set_kv_i64("next_send_ms", now_ms() - 1);
     let state = agent.state.clone();
+    let before = now_ms();
     koshin_agent::runner::run(
         &state,
         tokio::time::sleep(std::time::Duration::from_millis(1500)),
@@ -298,6 +307,51 @@ async fn the_running_agent_scans_after_the_restart() {
     assert_eq!(
         site.current_state(&cid, LIBFOO_SEC),
         Some(st("installed", false))
+    );
+    // C4: the next batch goes in 15 minutes.
+    assert_eq!(status.send_interval_minutes, 15);
+    let next = agent.kv_i64("next_send_ms").expect("next send");
+    assert!(
+        (before + 15 * 60_000..=now_ms() + 15 * 60_000).contains(&next),
+        "next send {} s ahead",
+        (next - now_ms()) / 1000
+    );
+}
+
+/// C8: "An updated state can take up to 2 minutes to reach the MP." When the agent starts
+/// after the restart that completed an installation, the Installed state of its
+/// after-restart scan goes to the site within 2 minutes — not with the next regular batch,
+/// up to 15 minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_after_restart_state_reaches_the_site_within_two_minutes() {
+    let site = TestSite::start().await;
+    let agent = site.enroll("pc-c8", TYPICAL).await;
+    let cid = agent.client_id();
+    agent.scan_ok(ScanTrigger::ScanCycle).await;
+    agent.set_installed(&[("hello", "2.10-3"), ("libfoo1", "1.0-1+deb12u1")]);
+    agent.set_reboot_required(Some(&["libfoo1"]));
+    agent.scan_ok(ScanTrigger::AfterInstall).await;
+    agent.send().await;
+
+    // The restart: the regular send schedule (kept from before) is 14 minutes away.
+    agent.set_reboot_required(None);
+    agent.set_kv_i64("next_scan_ms", now_ms() + 24 * HOUR_MS);
+    agent.set_kv_i64("next_send_ms", now_ms() + 14 * 60_000);
+    let state = agent.state.clone();
+    koshin_agent::runner::run(
+        &state,
+        tokio::time::sleep(std::time::Duration::from_millis(1500)),
+    )
+    .await
+    .expect("agent runs");
+    let status = koshin_agent::enroll::status(&agent.state).unwrap();
+    let scanned_at = status.last_scan.expect("a scan").started.as_millisecond();
+    let at_site = site.current_state(&cid, LIBFOO_SEC) == Some(st("installed", false));
+    let next_send = agent.kv_i64("next_send_ms").expect("next send");
+    assert!(
+        at_site || next_send <= scanned_at + 2 * 60_000,
+        "the after-restart Installed state waits {} s for the regular batch",
+        (next_send - scanned_at) / 1000
     );
 }
 
@@ -402,10 +456,7 @@ async fn unknown_until_a_state_message_arrives() {
     a.scan_ok(ScanTrigger::ScanCycle).await;
     a.send().await;
     assert_eq!(site.client("pc-a").summary.unknown, 0);
-    assert_eq!(
-        site.updates_with_counts().await[LIBFOO_SEC2],
-        [1, 0, 0, 2]
-    );
+    assert_eq!(site.updates_with_counts().await[LIBFOO_SEC2], [1, 0, 0, 2]);
     // c's backlog arrives: c's unknown is only the update it has not scanned.
     c.send().await;
     let cs = site.client("pc-c").summary;

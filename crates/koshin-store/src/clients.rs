@@ -224,8 +224,10 @@ impl ClientStore for SqliteStore {
                 batch_id: batch.batch_id.clone(),
                 stored: 0,
                 duplicate: true,
+                unknown_updates: Vec::new(),
             });
         }
+        let mut unknown = Vec::new();
         {
             let mut known = tx.prepare_cached("SELECT 1 FROM updates WHERE id=?1")?;
             let mut current = tx.prepare_cached(
@@ -237,17 +239,16 @@ impl ClientStore for SqliteStore {
             let mut history = tx.prepare_cached(
                 "INSERT INTO state_history(client, update_id, state, restart_pending, revision, time_ms, received_ms, batch_id, scan_id) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
             )?;
-            for (i, (m, state)) in batch.messages.iter().zip(&states).enumerate() {
+            for (m, state) in batch.messages.iter().zip(&states) {
                 if known
                     .query_row(params![m.update_id], |_| Ok(()))
                     .optional()?
                     .is_none()
                 {
-                    // Dropping the transaction undoes everything of this batch.
-                    return Err(StoreError::Invalid(format!(
-                        "message {i}: update {} is not in this site's catalog",
-                        m.update_id
-                    )));
+                    // Not in this catalog (e.g. a site restored from an older backup): not
+                    // stored, and named in the answer so the client stops reporting it.
+                    unknown.push(m.update_id.clone());
+                    continue;
                 }
                 let t = m.time.as_millisecond();
                 current.execute(params![
@@ -308,8 +309,9 @@ impl ClientStore for SqliteStore {
         tx.commit()?;
         Ok(BatchAck {
             batch_id: batch.batch_id.clone(),
-            stored: batch.messages.len() as u64,
+            stored: (batch.messages.len() - unknown.len()) as u64,
             duplicate: false,
+            unknown_updates: unknown,
         })
     }
 
@@ -389,13 +391,33 @@ impl ClientStore for SqliteStore {
         }))
     }
 
-    fn client_catalog(&self, since: i64) -> Result<ClientCatalog> {
-        let conn = self.reader();
+    fn client_catalog(&self, since: i64, token: &str) -> Result<ClientCatalog> {
+        let mut guard = self.reader();
+        // One read transaction: a sync finishing meanwhile cannot split an update from its
+        // binaries or from the version the answer names.
+        let tx = guard.transaction()?;
+        let conn = &tx;
         let cv: i64 = conn.query_row(
             "SELECT content_version FROM update_sources LIMIT 1",
             [],
             |r| r.get(0),
         )?;
+        let token_of = |v: i64| -> Result<String> {
+            Ok(conn
+                .query_row(
+                    "SELECT token FROM content_versions WHERE version=?1",
+                    params![v],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or_default())
+        };
+        let since = if since > 0 && (since > cv || token_of(since)? != token) {
+            0
+        } else {
+            since
+        };
+        let current_token = token_of(cv)?;
         let filter = "content_version > ?1 AND (?1 > 0 OR expired = 0)";
         let mut bins: HashMap<String, Vec<CatalogBinary>> = HashMap::new();
         {
@@ -436,8 +458,12 @@ impl ClientStore for SqliteStore {
                 id,
             });
         }
+        drop(rows);
+        drop(stmt);
+        tx.finish()?;
         Ok(ClientCatalog {
             content_version: cv,
+            token: current_token,
             since,
             updates,
         })

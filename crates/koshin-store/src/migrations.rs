@@ -173,4 +173,15 @@ CREATE TABLE scans (
     PRIMARY KEY (client, scan_id)
 ) WITHOUT ROWID;
 "#,
+    // 3: a token per content version, so clients can tell this catalog from another one
+    // that reached the same version (a site restored from a backup).
+    r#"
+CREATE TABLE content_versions (
+    version INTEGER PRIMARY KEY,
+    token TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+INSERT INTO content_versions(version, token, created_ms)
+    SELECT content_version, lower(hex(randomblob(16))), 0 FROM update_sources WHERE content_version > 0;
+"#,
 ];

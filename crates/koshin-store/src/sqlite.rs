@@ -312,6 +312,10 @@ impl CatalogStore for SqliteStore {
                 "UPDATE update_sources SET content_version=?2, updated_ms=?3 WHERE id=?1",
                 params![source_id, new_cv, now],
             )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO content_versions(version, token, created_ms) VALUES (?1, lower(hex(randomblob(16))), ?2)",
+                params![new_cv, now],
+            )?;
         }
         tx.execute("DELETE FROM synced_indices", [])?;
         {

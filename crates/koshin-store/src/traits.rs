@@ -146,8 +146,9 @@ pub trait ClientStore: Send + Sync {
     fn list_clients(&self) -> Result<Vec<ClientSummary>>;
     /// By name or client id.
     fn get_client(&self, key: &str) -> Result<Option<ClientDetail>>;
-    /// Updates changed after content version `since` (all unexpired ones for 0).
-    fn client_catalog(&self, since: i64) -> Result<ClientCatalog>;
+    /// Updates changed after content version `since` (all unexpired ones for 0, or when
+    /// `token` is not this site's token for `since`).
+    fn client_catalog(&self, since: i64, token: &str) -> Result<ClientCatalog>;
 }
 
 /// A report's columns and rows.

@@ -256,6 +256,11 @@ pub struct CatalogEntry {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientCatalog {
     pub content_version: i64,
+    /// Identifies the catalog at `content_version`: a site restored from a backup that
+    /// reaches the same version with other contents has another token.
+    pub token: String,
+    /// The version this answer starts from: 0 (the whole catalog) when the client's
+    /// version and token do not name this site's catalog.
     pub since: i64,
     pub updates: Vec<CatalogEntry>,
 }
@@ -264,6 +269,9 @@ pub struct ClientCatalog {
 pub struct CatalogQuery {
     #[serde(default)]
     pub since: i64,
+    /// The token the client got with version `since`.
+    #[serde(default)]
+    pub token: String,
 }
 
 /// One state message (C4): the state of one update on the sending client.
@@ -317,6 +325,10 @@ pub struct BatchAck {
     /// Messages stored by this call (0 for a batch already stored).
     pub stored: u64,
     pub duplicate: bool,
+    /// Messages about updates this site's catalog does not have (a site restored from an
+    /// older backup): not stored, named here so the client can stop reporting them.
+    #[serde(default)]
+    pub unknown_updates: Vec<String>,
 }
 
 /// A client as `koshin clients list` shows it.

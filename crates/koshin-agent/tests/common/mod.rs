@@ -81,6 +81,11 @@ pub struct Served {
 impl TestSite {
     /// Builds the archive, initialises and syncs the site (content version 1), serves it.
     pub async fn start() -> TestSite {
+        TestSite::start_with(|_| {}).await
+    }
+
+    /// [`TestSite::start`], with `configure` editing `koshin.toml` first.
+    pub async fn start_with(configure: impl FnOnce(&mut SiteConfig)) -> TestSite {
         let mut archive = Archive::new().expect("create archive");
         for d in [
             deb("hello", "2.10-3", "hello"),
@@ -128,6 +133,7 @@ impl TestSite {
         cfg.site.system = "KOSHIN-TEST".into();
         cfg.upstream.connect_timeout_seconds = 2;
         cfg.upstream.read_timeout_seconds = 10;
+        configure(&mut cfg);
         std::fs::write(&cfg_path, cfg.to_documented_toml()).expect("write koshin.toml");
         let served = Served::open(&data).await;
         let s = TestSite {
@@ -178,11 +184,6 @@ impl TestSite {
             }
         }
         (dir, to)
-    }
-
-    /// Enrolls a new agent with `installed` packages (amd64) in its fake dpkg root.
-    pub async fn enroll(&self, name: &str, installed: &[(&str, &str)]) -> TestAgent {
-        self.served.enroll(name, installed).await
     }
 }
 
@@ -242,7 +243,11 @@ impl Served {
     }
 
     pub fn content_version(&self) -> i64 {
-        self.site.store.content_version().expect("content version").1
+        self.site
+            .store
+            .content_version()
+            .expect("content version")
+            .1
     }
 
     /// The requests whose "METHOD URI" contains `needle`.
@@ -356,9 +361,7 @@ impl Served {
     /// The rows of the `updates-with-counts` report, by title: (required, installed,
     /// not_required, unknown).
     pub async fn updates_with_counts(&self) -> std::collections::BTreeMap<String, [i64; 4]> {
-        let v = self
-            .admin_get("/api/v1/reports/updates-with-counts")
-            .await;
+        let v = self.admin_get("/api/v1/reports/updates-with-counts").await;
         v["rows"]
             .as_array()
             .expect("rows")
@@ -447,8 +450,11 @@ impl TestAgent {
         match pkgs {
             Some(p) => {
                 std::fs::write(&flag, "*** System restart required ***\n").expect("flag");
-                std::fs::write(&list, p.iter().map(|n| format!("{n}\n")).collect::<String>())
-                    .expect("pkgs");
+                std::fs::write(
+                    &list,
+                    p.iter().map(|n| format!("{n}\n")).collect::<String>(),
+                )
+                .expect("pkgs");
             }
             None => {
                 let _ = std::fs::remove_file(flag);

@@ -44,7 +44,7 @@ pub async fn catalog(
     let now = jiff::Timestamp::now().as_millisecond();
     blocking(move || {
         store.touch_client(client.rowid, false, now)?;
-        Ok(Json(store.client_catalog(q.since)?))
+        Ok(Json(store.client_catalog(q.since, &q.token)?))
     })
     .await
 }
