@@ -106,7 +106,7 @@ pub async fn send_all(db: &mut AgentDb, id: &Identity, mp: &Mp) -> Result<Sent, 
             Ok(ack) => ack,
             // The site refused the batch itself (not the credential, not a passing fault):
             // sending it again cannot help, and it must not hold back what comes after it.
-            Err(MpError::Refused(code, reason)) if matches!(code, 400 | 413 | 422) => {
+            Err(MpError::Refused(400 | 413 | 422, reason)) => {
                 set_aside(db, &batch_id, &reason).map_err(SendError::Local)?;
                 tracing::error!(batch = %batch_id, %reason, "the site refused a batch of state messages; set aside");
                 sent.refused += 1;

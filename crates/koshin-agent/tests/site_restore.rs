@@ -5,8 +5,6 @@
 mod common;
 
 use common::*;
-use koshin_agent::mp::MpError;
-use koshin_agent::send::SendError;
 use koshin_domain::scan::ScanTrigger;
 use koshin_testkit::DebSpec;
 

@@ -107,6 +107,45 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Enrolls an agent for this machine (state in `<data>/agent`), scans it (the user's
+/// "software updates scan cycle") and sends its state messages at once.
+async fn scan_this_host(
+    data: &Path,
+    url: &str,
+    token: &str,
+) -> anyhow::Result<koshin_wire::ClientDetail> {
+    use koshin_agent::{db::AgentDb, enroll, mp::Mp, scan, send};
+    let state = data.join("agent");
+    enroll::enroll(&enroll::EnrollOptions {
+        site: url.to_string(),
+        token: token.to_string(),
+        name: None,
+        state: state.clone(),
+        root: PathBuf::from("/"),
+    })
+    .await?;
+    let mut db = AgentDb::open(&state)?;
+    let id = db.identity()?;
+    let mp = Mp::new(&id.site_url, &id.credential)?;
+    let out = scan::scan(
+        &mut db,
+        Some(&mp),
+        Path::new("/"),
+        koshin_domain::scan::ScanTrigger::ScanCycle,
+    )
+    .await?;
+    println!(
+        "Scanned this host in {} ms: {} state messages.",
+        out.duration_ms, out.state_messages
+    );
+    send::send_all(&mut db, &id, &mp)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api = Api::new(url, Some(token.to_string()))?;
+    api.get(&format!("/api/v1/clients/{}", id.client_id), &(), "client")
+        .await
+}
+
 /// `koshin up`: the quick start on the embedded default.
 pub async fn up(data: &Path, listen: Option<String>) -> anyhow::Result<ExitCode> {
     if !data.join(koshin_server::init::CONFIG_FILE).exists() {
@@ -191,7 +230,29 @@ pub async fn up(data: &Path, listen: Option<String>) -> anyhow::Result<ExitCode>
     let total: u64 = info.catalog.iter().map(|c| c.updates).sum();
     println!("{total} updates in all.");
     println!();
-    println!("Clients: none enrolled yet (client enrollment and scanning come with koshin-agent).");
+    match scan_this_host(data, &url, token.trim()).await {
+        Ok(detail) => {
+            let required: Vec<_> = detail
+                .updates
+                .iter()
+                .filter(|u| u.state == "required")
+                .collect();
+            let security = required
+                .iter()
+                .filter(|u| u.classification == "Security Updates")
+                .count();
+            println!(
+                "This host ({}): {} updates required, {} of them security updates; {} installed.",
+                detail.summary.name,
+                required.len(),
+                security,
+                detail.summary.installed
+            );
+            println!("Details: koshin clients show {}", detail.summary.name);
+        }
+        Err(e) => eprintln!("koshin: could not scan this host: {e:#}"),
+    }
+    println!();
     println!(
         "API:     {url}/api/v1   (token: {})",
         data.join("admin.token").display()

@@ -2,7 +2,11 @@
 //! act on a data folder; every other command talks to a site over its HTTP API
 //! (`--site`, `--token`), exactly as outside scripts do.
 
+mod bench_scan;
 mod client;
+mod cmd_bench;
+mod cmd_clients;
+mod cmd_report;
 mod cmd_site;
 mod cmd_status;
 mod cmd_sync;
@@ -59,9 +63,25 @@ enum Command {
     },
     /// Status messages, newest last.
     StatusMessages(cmd_status::StatusArgs),
+    /// Enrolled clients and their compliance.
+    Clients {
+        #[command(subcommand)]
+        command: cmd_clients::ClientsCommand,
+    },
+    /// Reports and the SQL behind them.
+    Report {
+        #[command(subcommand)]
+        command: cmd_report::ReportCommand,
+    },
+    /// Benchmarks against peers, measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        command: cmd_bench::BenchCommand,
+    },
 }
 
 fn main() -> ExitCode {
+    koshin_agent::restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KOSHIN_LOG")
@@ -102,5 +122,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => cmd_sync::run(&api()?, args).await,
         Command::Updates { command } => cmd_updates::run(&api()?, command).await,
         Command::StatusMessages(args) => cmd_status::run(&api()?, args).await,
+        Command::Clients { command } => cmd_clients::run(&api()?, command).await,
+        Command::Report { command } => cmd_report::run(&api()?, command).await,
+        Command::Bench { command } => cmd_bench::run(command).await,
     }
 }

@@ -58,7 +58,11 @@ fn start(args: &[&str], marker: &str) -> Running {
                 panic!("koshin did not print '{marker}' in time: {e}");
             }
         };
-        if let Some(url) = line.split(marker).nth(1).and_then(|rest| rest.split_whitespace().next()) {
+        if let Some(url) = line
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
             let url = url.trim_end_matches("/api/v1").to_string();
             // Keep draining output in the background.
             std::thread::spawn(move || while rx.recv().is_ok() {});
@@ -87,13 +91,26 @@ fn json(out: &std::process::Output) -> serde_json::Value {
 
 fn archive() -> (Archive, koshin_testkit::LoopbackServer) {
     let mut a = Archive::new().expect("archive");
-    a.add("bookworm", "main", &DebSpec::new("hello", "2.10-3+b1", "amd64").source("hello", Some("2.10-3")))
-        .expect("deb");
-    a.add("bookworm", "main", &DebSpec::new("hello-doc", "2.10-3", "all").source("hello", None))
-        .expect("deb");
-    a.add("bookworm-security", "main", &DebSpec::new("libfoo1", "1.0-1+deb12u1", "amd64").source("foo", None))
-        .expect("deb");
-    a.publish(&SuiteSpec::new("bookworm", "bookworm")).expect("publish");
+    a.add(
+        "bookworm",
+        "main",
+        &DebSpec::new("hello", "2.10-3+b1", "amd64").source("hello", Some("2.10-3")),
+    )
+    .expect("deb");
+    a.add(
+        "bookworm",
+        "main",
+        &DebSpec::new("hello-doc", "2.10-3", "all").source("hello", None),
+    )
+    .expect("deb");
+    a.add(
+        "bookworm-security",
+        "main",
+        &DebSpec::new("libfoo1", "1.0-1+deb12u1", "amd64").source("foo", None),
+    )
+    .expect("deb");
+    a.publish(&SuiteSpec::new("bookworm", "bookworm"))
+        .expect("publish");
     a.publish(&SuiteSpec::new("bookworm-security", "bookworm-security").label("Debian-Security"))
         .expect("publish");
     let server = a.serve().expect("serve");
@@ -101,14 +118,27 @@ fn archive() -> (Archive, koshin_testkit::LoopbackServer) {
 }
 
 fn init(data: &Path, lines: &[String]) {
-    let mut args = vec!["site".to_string(), "init".into(), "--code".into(), "CS1".into(), "--data".into()];
+    let mut args = vec![
+        "site".to_string(),
+        "init".into(),
+        "--code".into(),
+        "CS1".into(),
+        "--data".into(),
+    ];
     args.push(data.display().to_string());
     for l in lines {
         args.push("--upstream".into());
         args.push(l.clone());
     }
-    let out = Command::new(KOSHIN).args(&args).output().expect("init runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(KOSHIN)
+        .args(&args)
+        .output()
+        .expect("init runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -128,11 +158,19 @@ fn cli_contract_sync_updates_and_status_messages() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join("admin.token")).expect("token").permissions().mode();
+        let mode = std::fs::metadata(data.join("admin.token"))
+            .expect("token")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let toml = std::fs::read_to_string(data.join("koshin.toml")).expect("config");
-    for key in ["retry_minutes = 60", "metadata_ttl_minutes = 1440", "scan_interval_minutes = 10080", "schedule_minutes = 1440"] {
+    for key in [
+        "retry_minutes = 60",
+        "metadata_ttl_minutes = 1440",
+        "scan_interval_minutes = 10080",
+        "schedule_minutes = 1440",
+    ] {
         assert!(toml.contains(key), "koshin.toml lacks {key}");
     }
     // A second init into the same folder is refused.
@@ -146,11 +184,22 @@ fn cli_contract_sync_updates_and_status_messages() {
     let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
     let token = token.trim();
     let site = start(
-        &["site", "serve", "--data", &data.display().to_string(), "--listen", "127.0.0.1:0"],
+        &[
+            "site",
+            "serve",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
         "serving on ",
     );
     let out = koshin(&site.url, token, &["sync", "--wait", "--full"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let list = json(&koshin(&site.url, token, &["updates", "list", "--json"]));
     let list = list.as_array().expect("array");
@@ -169,17 +218,37 @@ fn cli_contract_sync_updates_and_status_messages() {
         "superseded_by",
         "expired",
     ] {
-        assert!(list[0].get(field).is_some(), "updates list JSON lacks {field}");
+        assert!(
+            list[0].get(field).is_some(),
+            "updates list JSON lacks {field}"
+        );
     }
-    let sec = json(&koshin(&site.url, token, &["updates", "list", "--classification", "Security Updates", "--json"]));
+    let sec = json(&koshin(
+        &site.url,
+        token,
+        &[
+            "updates",
+            "list",
+            "--classification",
+            "Security Updates",
+            "--json",
+        ],
+    ));
     assert_eq!(sec.as_array().map(Vec::len), Some(1));
     assert_eq!(sec[0]["title"], "foo 1.0-1+deb12u1");
 
-    let id = list.iter().find(|u| u["title"] == "hello 2.10-3").expect("hello")["id"]
+    let id = list
+        .iter()
+        .find(|u| u["title"] == "hello 2.10-3")
+        .expect("hello")["id"]
         .as_str()
         .expect("id")
         .to_string();
-    let show = json(&koshin(&site.url, token, &["updates", "show", &id, "--json"]));
+    let show = json(&koshin(
+        &site.url,
+        token,
+        &["updates", "show", &id, "--json"],
+    ));
     let names: Vec<&str> = show["packages"]
         .as_array()
         .expect("packages")
@@ -190,11 +259,37 @@ fn cli_contract_sync_updates_and_status_messages() {
     let human = koshin(&site.url, token, &["updates", "show", &id]);
     assert!(String::from_utf8_lossy(&human.stdout).contains("hello 2.10-3"));
 
-    let msgs = json(&koshin(&site.url, token, &["status-messages", "--component", "SMS_WSUS_SYNC_MANAGER", "--json"]));
-    let ids: Vec<u64> = msgs.as_array().expect("array").iter().filter_map(|m| m["message_id"].as_u64()).collect();
+    let msgs = json(&koshin(
+        &site.url,
+        token,
+        &[
+            "status-messages",
+            "--component",
+            "SMS_WSUS_SYNC_MANAGER",
+            "--json",
+        ],
+    ));
+    let ids: Vec<u64> = msgs
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|m| m["message_id"].as_u64())
+        .collect();
     assert_eq!(ids, vec![6701, 6704, 6705, 6702]);
-    for field in ["message_id", "severity", "component", "system", "site", "time", "insertion_strings", "attributes"] {
-        assert!(msgs[0].get(field).is_some(), "status-messages JSON lacks {field}");
+    for field in [
+        "message_id",
+        "severity",
+        "component",
+        "system",
+        "site",
+        "time",
+        "insertion_strings",
+        "attributes",
+    ] {
+        assert!(
+            msgs[0].get(field).is_some(),
+            "status-messages JSON lacks {field}"
+        );
     }
     assert_eq!(msgs[0]["site"], "CS1");
 
@@ -202,8 +297,23 @@ fn cli_contract_sync_updates_and_status_messages() {
     server.set_fault("InRelease", koshin_testkit::Fault::Status(500));
     let out = koshin(&site.url, token, &["sync", "--wait"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("500"), "{}", String::from_utf8_lossy(&out.stderr));
-    let failed = json(&koshin(&site.url, token, &["status-messages", "--id", "6703", "--severity", "E", "--json"]));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("500"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failed = json(&koshin(
+        &site.url,
+        token,
+        &[
+            "status-messages",
+            "--id",
+            "6703",
+            "--severity",
+            "E",
+            "--json",
+        ],
+    ));
     assert_eq!(failed.as_array().map(Vec::len), Some(1));
 
     // Without a token the API refuses, with a one-line reason and a non-zero exit.
@@ -228,32 +338,58 @@ fn quick_start_syncs_this_machines_apt_sources_and_agrees_with_apt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("koshin-data");
     let site = start(
-        &["up", "--data", &data.display().to_string(), "--listen", "127.0.0.1:0"],
+        &[
+            "up",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
         "API:     ",
     );
     let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
     let token = token.trim();
     let list = json(&koshin(&site.url, token, &["updates", "list", "--json"]));
     let list = list.as_array().expect("array");
-    assert!(list.len() > 30_000, "only {} updates from this machine's APT sources", list.len());
-    let security: Vec<_> = list.iter().filter(|u| u["classification"] == "Security Updates").collect();
+    assert!(
+        list.len() > 30_000,
+        "only {} updates from this machine's APT sources",
+        list.len()
+    );
+    let security: Vec<_> = list
+        .iter()
+        .filter(|u| u["classification"] == "Security Updates")
+        .collect();
     assert!(!security.is_empty(), "no security updates");
-    let msgs = json(&koshin(&site.url, token, &["status-messages", "--id", "6702", "--json"]));
+    let msgs = json(&koshin(
+        &site.url,
+        token,
+        &["status-messages", "--id", "6702", "--json"],
+    ));
     assert_eq!(msgs.as_array().map(Vec::len), Some(1));
 
     // The agent `up` enrolled for this host, scanned again offline (local metadata).
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let out = rt.block_on(async {
         let mut db = koshin_agent::db::AgentDb::open(&data.join("agent")).expect("agent db");
-        koshin_agent::scan::scan(&mut db, None, Path::new("/"), koshin_domain::scan::ScanTrigger::Offline)
-            .await
-            .expect("offline scan")
+        koshin_agent::scan::scan(
+            &mut db,
+            None,
+            Path::new("/"),
+            koshin_domain::scan::ScanTrigger::Offline,
+        )
+        .await
+        .expect("offline scan")
     });
-    let mut ours: std::collections::BTreeMap<(String, String), String> = std::collections::BTreeMap::new();
+    let mut ours: std::collections::BTreeMap<(String, String), String> =
+        std::collections::BTreeMap::new();
     for u in out.updates.iter().filter(|u| u.state == "required") {
         for p in &u.packages {
-            let e = ours.entry((p.name.clone(), p.arch.clone())).or_insert_with(|| p.target.clone());
-            if koshin_domain::version::compare_lenient(&p.target, e) == std::cmp::Ordering::Greater {
+            let e = ours
+                .entry((p.name.clone(), p.arch.clone()))
+                .or_insert_with(|| p.target.clone());
+            if koshin_domain::version::compare_lenient(&p.target, e) == std::cmp::Ordering::Greater
+            {
                 *e = p.target.clone();
             }
         }
@@ -280,7 +416,11 @@ fn quick_start_syncs_this_machines_apt_sources_and_agrees_with_apt() {
             .expect("apt runs")
     };
     let up = apt_cmd(&["apt-get", "-q", "update"]);
-    assert!(up.status.success(), "apt-get update: {}", String::from_utf8_lossy(&up.stderr));
+    assert!(
+        up.status.success(),
+        "apt-get update: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     let listing = apt_cmd(&["apt", "list", "--upgradable"]);
     assert!(listing.status.success());
     let mut theirs = std::collections::BTreeMap::new();
@@ -290,13 +430,22 @@ fn quick_start_syncs_this_machines_apt_sources_and_agrees_with_apt() {
         let (Some(name_suite), Some(version), Some(arch)) = (w.next(), w.next(), w.next()) else {
             continue;
         };
-        let Some((name, _)) = name_suite.split_once('/') else { continue };
+        let Some((name, _)) = name_suite.split_once('/') else {
+            continue;
+        };
         theirs.insert((name.to_string(), arch.to_string()), version.to_string());
     }
-    assert_eq!(ours, theirs, "the agent's Required packages differ from apt list --upgradable");
+    assert_eq!(
+        ours, theirs,
+        "the agent's Required packages differ from apt list --upgradable"
+    );
 
     // The site's report counts this host as requiring exactly the agent's Required updates.
-    let report = json(&koshin(&site.url, token, &["report", "run", "updates-with-counts", "--format", "json"]));
+    let report = json(&koshin(
+        &site.url,
+        token,
+        &["report", "run", "updates-with-counts", "--format", "json"],
+    ));
     let site_required: std::collections::BTreeSet<String> = report
         .as_array()
         .expect("rows")
@@ -304,7 +453,11 @@ fn quick_start_syncs_this_machines_apt_sources_and_agrees_with_apt() {
         .filter(|r| r["required"].as_u64() == Some(1))
         .filter_map(|r| r["id"].as_str().map(str::to_string))
         .collect();
-    let agent_required: std::collections::BTreeSet<String> =
-        out.updates.iter().filter(|u| u.state == "required").map(|u| u.id.clone()).collect();
+    let agent_required: std::collections::BTreeSet<String> = out
+        .updates
+        .iter()
+        .filter(|u| u.state == "required")
+        .map(|u| u.id.clone())
+        .collect();
     assert_eq!(site_required, agent_required);
 }

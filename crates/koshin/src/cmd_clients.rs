@@ -1,0 +1,125 @@
+//! `koshin clients list|show`: enrolled clients, their last scan and compliance.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use koshin_wire::{ClientDetail, ClientSummary};
+
+use crate::client::Api;
+use crate::output;
+
+#[derive(Subcommand)]
+pub enum ClientsCommand {
+    /// Enrolled clients with last policy, last scan and compliance counts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One client: its last scan and the updates it requires or has installed.
+    Show {
+        /// Name or client id.
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn opt_time(t: &Option<jiff::Timestamp>) -> String {
+    t.as_ref().map(output::time).unwrap_or_else(|| "-".into())
+}
+
+pub async fn run(api: &Api, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ClientsCommand::List { json } => {
+            let list: Vec<ClientSummary> = api.get("/api/v1/clients", &(), "clients").await?;
+            if json {
+                output::json(&list)?;
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.name.clone(),
+                            format!("{} {}", c.os, c.os_release),
+                            opt_time(&c.last_policy),
+                            opt_time(&c.last_scan),
+                            c.required.to_string(),
+                            c.installed.to_string(),
+                            c.not_required.to_string(),
+                            c.unknown.to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &[
+                        "NAME",
+                        "OS",
+                        "LAST POLICY",
+                        "LAST SCAN",
+                        "REQUIRED",
+                        "INSTALLED",
+                        "NOT REQUIRED",
+                        "UNKNOWN",
+                    ],
+                    &rows,
+                );
+            }
+        }
+        ClientsCommand::Show { name, json } => {
+            let path = format!("/api/v1/clients/{}", crate::cmd_updates::urlencode(&name));
+            let c: ClientDetail = api.get(&path, &(), "client").await?;
+            if json {
+                output::json(&c)?;
+            } else {
+                let s = &c.summary;
+                println!("{:<14}{}", "Name:", s.name);
+                println!("{:<14}{}", "Client id:", s.client_id);
+                println!(
+                    "{:<14}{} {} ({})",
+                    "OS:", s.os, s.os_release, s.architecture
+                );
+                println!("{:<14}{}", "Site:", s.site);
+                println!("{:<14}{}", "Enrolled:", output::time(&s.enrolled));
+                println!("{:<14}{}", "Last contact:", opt_time(&s.last_contact));
+                println!("{:<14}{}", "Last policy:", opt_time(&s.last_policy));
+                match &c.last_scan_record {
+                    Some(r) => println!(
+                        "{:<14}{} ({}, {}{}) {} in {} ms",
+                        "Last scan:",
+                        output::time(&r.started),
+                        r.trigger,
+                        r.kind,
+                        if r.online { ", metadata fetched" } else { "" },
+                        r.result,
+                        r.duration_ms
+                    ),
+                    None => println!("{:<14}-", "Last scan:"),
+                }
+                println!(
+                    "{:<14}{} required, {} installed, {} not required, {} unknown",
+                    "Compliance:", s.required, s.installed, s.not_required, s.unknown
+                );
+                println!();
+                let rows: Vec<Vec<String>> = c
+                    .updates
+                    .iter()
+                    .map(|u| {
+                        let state = if u.restart_pending {
+                            format!("{} (restart pending)", u.state)
+                        } else {
+                            u.state.clone()
+                        };
+                        vec![
+                            state,
+                            u.classification.clone(),
+                            u.title.clone(),
+                            u.update_id.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["STATE", "CLASSIFICATION", "TITLE", "UPDATE"], &rows);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
