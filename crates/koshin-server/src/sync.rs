@@ -498,6 +498,7 @@ impl SyncManager {
         }
         suites.sort_by_key(|(i, _)| *i);
         let mut indices_consumed = Vec::new();
+        let mut any_index_read = false;
         let mut suite_indexes = Vec::new();
         for (_, s) in suites {
             let product =
@@ -507,6 +508,7 @@ impl SyncManager {
             for idx in s.indices {
                 indices_consumed.push((s.source.label(), idx.path.clone(), idx.sha256.clone()));
                 if let Some(p) = idx.packages {
+                    any_index_read = true;
                     packages.extend(p);
                 }
             }
@@ -567,19 +569,35 @@ impl SyncManager {
             "sync: site database synchronizing categories, {ncat} of {ncat} items (100%)"
         ));
         self.log("sync: site database synchronizing updates");
-        let stored = store
-            .stored_updates()
-            .map_err(|e| fail(e, "site database"))?;
-        if !local_loaded {
-            // Local updates were not consulted this time: they are not gone.
-            present.extend(stored.iter().filter(|s| s.group.is_none()).map(|s| s.id));
-        }
-        let in_catalog_before = stored.len();
-        let plan = tokio::task::spawn_blocking(move || {
-            catalog::plan_sync(kind, &stored, candidates, &present)
-        })
-        .await
-        .map_err(|e| fail(format!("planning task failed: {e}"), "site database"))?;
+        // A delta sync that read no index (every one was synced before, under the same
+        // criteria) and has no local update to consider cannot find anything new: the stored
+        // catalog need not be read or planned against.
+        let nothing_can_be_new =
+            kind == SyncKind::Delta && !any_index_read && candidates.is_empty();
+        let (plan, in_catalog_before) = if nothing_can_be_new {
+            let counts = store
+                .catalog_counts()
+                .map_err(|e| fail(e, "site database"))?;
+            (
+                catalog::SyncPlan::default(),
+                counts.iter().map(|c| c.updates as usize).sum(),
+            )
+        } else {
+            let stored = store
+                .stored_updates()
+                .map_err(|e| fail(e, "site database"))?;
+            if !local_loaded {
+                // Local updates were not consulted this time: they are not gone.
+                present.extend(stored.iter().filter(|s| s.group.is_none()).map(|s| s.id));
+            }
+            let n = stored.len();
+            let plan = tokio::task::spawn_blocking(move || {
+                catalog::plan_sync(kind, &stored, candidates, &present)
+            })
+            .await
+            .map_err(|e| fail(format!("planning task failed: {e}"), "site database"))?;
+            (plan, n)
+        };
         let total_items = plan.changed_items() as u64;
         self.set_phase(run_id, "site database", 0, total_items);
         let commit = SyncCommit {
