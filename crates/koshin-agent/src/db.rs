@@ -15,7 +15,9 @@ CREATE TABLE IF NOT EXISTS catalog_updates (
     product TEXT NOT NULL,
     classification TEXT NOT NULL,
     expired INTEGER NOT NULL,
-    local_json TEXT
+    local_json TEXT,
+    -- 1 once a state message for this update was queued.
+    reported INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS catalog_binaries (
     update_id TEXT NOT NULL,
@@ -71,6 +73,22 @@ impl AgentDb {
         // A queued state message survives a crash of the agent and of the machine.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        // Agent databases made before `reported` existed: add it, and mark what was reported.
+        let has_reported: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('catalog_updates') WHERE name = 'reported'")?
+            .exists([])?;
+        if !has_reported {
+            conn.execute_batch(
+                "ALTER TABLE catalog_updates ADD COLUMN reported INTEGER NOT NULL DEFAULT 0;
+                 UPDATE catalog_updates SET reported = 1 WHERE id IN (SELECT update_id FROM last_states);
+                 DELETE FROM last_states WHERE state = 'not_required' AND restart_pending = 0;",
+            )?;
+        }
+        // A scan reads only local updates and updates not yet reported: keep both small to find.
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS catalog_updates_local ON catalog_updates(id) WHERE local_json IS NOT NULL;
+             CREATE INDEX IF NOT EXISTS catalog_updates_unreported ON catalog_updates(id) WHERE reported = 0;",
+        )?;
         Ok(AgentDb { conn })
     }
 

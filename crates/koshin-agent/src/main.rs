@@ -154,13 +154,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let mut db = AgentDb::open(&cli.state)?;
             let id = db.identity()?;
-            let mp = Mp::new(&id.site_url, &id.credential)?;
-            let out =
-                scan::scan(&mut db, Some(&mp), std::path::Path::new(&id.root), trigger).await?;
+            // An offline scan never talks to the site: no HTTP client is set up for it.
+            let mp = match trigger.kind() {
+                koshin_domain::scan::ScanKind::ForcedOffline => None,
+                _ => Some(Mp::new(&id.site_url, &id.credential)?),
+            };
+            let detail = if json {
+                scan::Detail::All
+            } else {
+                scan::Detail::Applicable
+            };
+            let root = std::path::PathBuf::from(&id.root);
+            let out = scan::scan_detail(&mut db, mp.as_ref(), &root, trigger, detail).await?;
+
             if json {
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                let count = |s: &str| out.updates.iter().filter(|u| u.state == s).count();
                 println!(
                     "{} scan ({}, {}) in {} ms against content version {}: {} required, {} installed, {} not required; {} state messages queued",
                     trigger.name(),
@@ -172,9 +181,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                     out.duration_ms,
                     out.content_version,
-                    count("required"),
-                    count("installed"),
-                    count("not_required"),
+                    out.required,
+                    out.installed,
+                    out.not_required,
                     out.state_messages
                 );
                 for u in out.updates.iter().filter(|u| u.state == "required") {

@@ -1,9 +1,16 @@
 //! A compliance scan (C3–C6): decide online or offline from the trigger and the TTL, refresh
-//! the cached catalog incrementally by content version when online, evaluate every update
+//! the cached catalog incrementally by content version when online, evaluate the updates
 //! against the machine, and — in one transaction — record the scan, keep the new states and
 //! queue a state message for each update whose state changed.
+//!
+//! A scan costs what is installed, not what is in the catalog: only updates with a binary
+//! installed here (found through the name index) and local publisher updates are
+//! evaluated; every other update is Not required. `last_states` keeps the last reported
+//! state of updates that were Required or Installed; an update marked `reported` in the
+//! cache and absent there was last reported Not required; an update not yet `reported`
+//! (new in the catalog) gets its first state message from the next scan.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -12,7 +19,7 @@ use koshin_domain::compliance::{self, TargetBinary, UpdateState};
 use koshin_domain::localpub::LocalUpdate;
 use koshin_domain::scan::{ScanKind, ScanTrigger};
 use koshin_wire::{ClientCatalog, ScanOutput, ScanPackage, ScanRecord, ScanUpdate};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use crate::db::AgentDb;
 use crate::dpkg::Machine;
@@ -22,18 +29,41 @@ use crate::{now_ms, ts};
 /// Default TTL of local metadata when no policy said otherwise (C6).
 pub const DEFAULT_TTL_MINUTES: u64 = 24 * 60;
 
-/// Applies a catalog answer to the local cache.
+/// Which updates a scan's output lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Detail {
+    /// Every update of the catalog, Not required ones too (`--json`).
+    All,
+    /// Required and Installed updates only (the plain report).
+    Applicable,
+}
+
+fn set_kv(tx: &rusqlite::Transaction<'_>, key: &str, value: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+/// Applies a catalog answer to the local cache. An answer from version 0 replaces the
+/// cache and forgets what was reported (a new or restored site hears every state again).
 pub fn apply_catalog(db: &mut AgentDb, cat: &ClientCatalog, now: i64) -> anyhow::Result<()> {
     let tx = db.conn.transaction()?;
     if cat.since == 0 {
         tx.execute("DELETE FROM catalog_binaries", [])?;
         tx.execute("DELETE FROM catalog_updates", [])?;
+        tx.execute("DELETE FROM last_states", [])?;
     }
     {
         let mut del_bins = tx.prepare_cached("DELETE FROM catalog_binaries WHERE update_id=?1")?;
         let mut del_upd = tx.prepare_cached("DELETE FROM catalog_updates WHERE id=?1")?;
+        let mut del_state = tx.prepare_cached("DELETE FROM last_states WHERE update_id=?1")?;
+        // A revised update keeps its `reported` mark: a revision alone is not a state change.
         let mut upd = tx.prepare_cached(
-            "INSERT OR REPLACE INTO catalog_updates(id, revision, title, product, classification, expired, local_json) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+            "INSERT INTO catalog_updates(id, revision, title, product, classification, expired, local_json) VALUES (?1,?2,?3,?4,?5,0,?6)
+             ON CONFLICT(id) DO UPDATE SET revision=excluded.revision, title=excluded.title, product=excluded.product,
+               classification=excluded.classification, local_json=excluded.local_json",
         )?;
         let mut bin = tx.prepare_cached(
             "INSERT INTO catalog_binaries(update_id, name, architecture, version) VALUES (?1,?2,?3,?4)",
@@ -43,8 +73,9 @@ pub fn apply_catalog(db: &mut AgentDb, cat: &ClientCatalog, now: i64) -> anyhow:
                 del_bins.execute(params![u.id])?;
             }
             if u.expired {
-                // Expired updates are not scanned.
+                // Expired updates are not scanned, and no longer tracked.
                 del_upd.execute(params![u.id])?;
+                del_state.execute(params![u.id])?;
                 continue;
             }
             let local = u.local.as_ref().map(|v| v.to_string());
@@ -54,7 +85,6 @@ pub fn apply_catalog(db: &mut AgentDb, cat: &ClientCatalog, now: i64) -> anyhow:
                 u.title,
                 u.product,
                 u.classification,
-                false,
                 local
             ])?;
             for b in &u.binaries {
@@ -62,18 +92,11 @@ pub fn apply_catalog(db: &mut AgentDb, cat: &ClientCatalog, now: i64) -> anyhow:
             }
         }
     }
-    tx.execute(
-        "INSERT INTO kv(key, value) VALUES ('content_version', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-        params![cat.content_version.to_string()],
-    )?;
-    tx.execute(
-        "INSERT INTO kv(key, value) VALUES ('metadata_fetched_ms', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-        params![now.to_string()],
-    )?;
-    tx.execute(
-        "INSERT INTO kv(key, value) VALUES ('catalog_token', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-        params![cat.token],
-    )?;
+    let count: i64 = tx.query_row("SELECT COUNT(*) FROM catalog_updates", [], |r| r.get(0))?;
+    set_kv(&tx, "catalog_updates", &count.to_string())?;
+    set_kv(&tx, "content_version", &cat.content_version.to_string())?;
+    set_kv(&tx, "catalog_token", &cat.token)?;
+    set_kv(&tx, "metadata_fetched_ms", &now.to_string())?;
     tx.commit()?;
     Ok(())
 }
@@ -88,92 +111,87 @@ struct Evaluated {
     packages: Vec<ScanPackage>,
 }
 
-/// Evaluates every cached update against the machine.
-fn evaluate(db: &AgentDb, machine: &Machine) -> anyhow::Result<Vec<Evaluated>> {
-    // What was reported last: an update reported plain Installed before does not become
-    // restart-pending because another update of the same package waits for a restart.
-    let mut reported_installed: std::collections::HashSet<String> =
-        std::collections::HashSet::new();
-    {
-        let mut stmt = db.conn.prepare_cached(
-            "SELECT update_id FROM last_states WHERE state = 'installed' AND restart_pending = 0",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            reported_installed.insert(r.get(0)?);
-        }
-    }
-    // Only binaries this machine has can make an update Required or Installed: look them up
-    // by name instead of reading the whole catalog.
-    let mut bins: HashMap<String, Vec<TargetBinary>> = HashMap::new();
-    {
-        let mut stmt = db.conn.prepare_cached(
-            "SELECT update_id, architecture, version FROM catalog_binaries WHERE name = ?1",
-        )?;
-        let mut names: Vec<&str> = machine.installed.keys().map(|(n, _)| n.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        for name in names {
-            let mut rows = stmt.query([name])?;
-            while let Some(r) = rows.next()? {
-                let arch: String = r.get(1)?;
-                if !machine
-                    .installed
-                    .contains_key(&(name.to_string(), arch.clone()))
-                {
-                    continue;
-                }
-                bins.entry(r.get(0)?).or_default().push(TargetBinary {
-                    name: name.to_string(),
-                    architecture: arch,
-                    version: r.get(2)?,
-                });
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut stmt = db.conn.prepare_cached(
-        "SELECT id, revision, title, classification, local_json FROM catalog_updates ORDER BY id",
-    )?;
+/// The last reported (state, restart_pending) of updates last reported Required or Installed.
+fn last_states(db: &AgentDb) -> anyhow::Result<HashMap<String, (String, bool)>> {
+    let mut stmt = db
+        .conn
+        .prepare_cached("SELECT update_id, state, restart_pending FROM last_states")?;
     let mut rows = stmt.query([])?;
+    let mut out = HashMap::new();
     while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        let local: Option<String> = r.get(4)?;
-        let eval = match local {
-            Some(json) => {
-                let local: LocalUpdate = serde_json::from_str(&json)
-                    .with_context(|| format!("cached local update {id} is unreadable"))?;
-                compliance::evaluate_local(&local.detection, machine)
+        out.insert(r.get(0)?, (r.get(1)?, r.get::<_, i64>(2)? != 0));
+    }
+    Ok(out)
+}
+
+/// Evaluates the updates that can apply here: those with a binary installed on this machine
+/// and the local publisher's.
+fn evaluate(
+    db: &AgentDb,
+    machine: &Machine,
+    last: &HashMap<String, (String, bool)>,
+) -> anyhow::Result<Vec<Evaluated>> {
+    // Every cached binary whose name is installed here, with its update, in one query.
+    let mut names: Vec<&str> = machine.installed.keys().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let names = serde_json::to_string(&names)?;
+    let mut bins: HashMap<String, (u32, String, String, Vec<TargetBinary>)> = HashMap::new();
+    {
+        let mut stmt = db.conn.prepare_cached(
+            "SELECT b.name, b.architecture, b.version, b.update_id, u.revision, u.title, u.classification
+             FROM json_each(?1) AS n
+             JOIN catalog_binaries b ON b.name = n.value
+             JOIN catalog_updates u ON u.id = b.update_id",
+        )?;
+        let mut rows = stmt.query([&names])?;
+        while let Some(r) = rows.next()? {
+            let name: String = r.get(0)?;
+            let arch: String = r.get(1)?;
+            if !machine
+                .installed
+                .contains_key(&(name.clone(), arch.clone()))
+            {
+                continue;
             }
-            None => match bins.get(&id) {
-                Some(b) => compliance::evaluate_apt(b, machine),
-                None => compliance::Evaluation {
-                    state: UpdateState::NotRequired,
-                    packages: Vec::new(),
-                },
-            },
-        };
-        let mut state = eval.state;
-        let mut restart_pending = false;
-        // C1/C8: installed but waiting for a restart stays Required, flagged.
-        if machine.restart_required
+            let id: String = r.get(3)?;
+            let entry = match bins.get_mut(&id) {
+                Some(e) => e,
+                None => bins
+                    .entry(id)
+                    .or_insert((r.get(4)?, r.get(5)?, r.get(6)?, Vec::new())),
+            };
+            entry.3.push(TargetBinary {
+                name,
+                architecture: arch,
+                version: r.get(2)?,
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(bins.len());
+    let restart_flag = |id: &str, state: UpdateState, packages: &[compliance::PackageResult]| {
+        // C1/C8: installed but waiting for a restart stays Required, flagged — unless it was
+        // reported Installed before (another update of the package waits, not this one).
+        machine.restart_required
             && state == UpdateState::Installed
-            && !reported_installed.contains(&id)
-            && eval
-                .packages
+            && last.get(id) != Some(&("installed".to_string(), false))
+            && packages
                 .iter()
                 .any(|p| machine.restart_packages.contains(&p.name))
-        {
-            state = UpdateState::Required;
-            restart_pending = true;
-        }
+    };
+    let mut push = |id: String,
+                    revision: u32,
+                    title: String,
+                    classification: String,
+                    eval: compliance::Evaluation| {
+        let pending = restart_flag(&id, eval.state, &eval.packages);
         out.push(Evaluated {
-            id,
-            revision: r.get(1)?,
-            title: r.get(2)?,
-            classification: r.get(3)?,
-            state,
-            restart_pending,
+            state: if pending {
+                UpdateState::Required
+            } else {
+                eval.state
+            },
+            restart_pending: pending,
             packages: eval
                 .packages
                 .into_iter()
@@ -184,28 +202,65 @@ fn evaluate(db: &AgentDb, machine: &Machine) -> anyhow::Result<Vec<Evaluated>> {
                     target: p.target,
                 })
                 .collect(),
+            id,
+            revision,
+            title,
+            classification,
         });
+    };
+    for (id, (revision, title, classification, b)) in bins {
+        let eval = compliance::evaluate_apt(&b, machine);
+        push(id, revision, title, classification, eval);
     }
+    let mut stmt = db.conn.prepare_cached(
+        "SELECT id, revision, title, classification, local_json FROM catalog_updates WHERE local_json IS NOT NULL",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let json: String = r.get(4)?;
+        let local: LocalUpdate = serde_json::from_str(&json)
+            .with_context(|| format!("cached local update {id} is unreadable"))?;
+        let eval = compliance::evaluate_local(&local.detection, machine);
+        if eval.state != UpdateState::NotRequired {
+            push(id, r.get(1)?, r.get(2)?, r.get(3)?, eval);
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
 
-/// Runs one scan. A failure is recorded as a failed scan and returned.
+/// Runs one scan and lists every update in its output.
 pub async fn scan(
     db: &mut AgentDb,
     mp: Option<&Mp>,
     root: &Path,
     trigger: ScanTrigger,
 ) -> anyhow::Result<ScanOutput> {
+    scan_detail(db, mp, root, trigger, Detail::All).await
+}
+
+/// Runs one scan. A failure is recorded as a failed scan and returned.
+pub async fn scan_detail(
+    db: &mut AgentDb,
+    mp: Option<&Mp>,
+    root: &Path,
+    trigger: ScanTrigger,
+    detail: Detail,
+) -> anyhow::Result<ScanOutput> {
     let started = Instant::now();
     let started_ms = now_ms();
     let kind = trigger.kind();
     let scan_id = uuid::Uuid::new_v4().to_string();
-    let result = scan_inner(db, mp, root, kind, started_ms, &scan_id).await;
+    let result = scan_inner(db, mp, root, kind, started_ms).await;
     let duration_ms = started.elapsed().as_millis() as u64;
     let cv = db.get_i64("content_version")?.unwrap_or(0);
     match result {
-        Ok((online, evaluated)) => {
+        Ok((online, evaluated, last)) => {
             let count = |s: UpdateState| evaluated.iter().filter(|e| e.state == s).count() as u64;
+            let total = db.get_i64("catalog_updates")?.unwrap_or(0).max(0) as u64;
+            let (required, installed) =
+                (count(UpdateState::Required), count(UpdateState::Installed));
             let record = ScanRecord {
                 scan_id: scan_id.clone(),
                 trigger: trigger.name().into(),
@@ -215,11 +270,17 @@ pub async fn scan(
                 duration_ms,
                 result: "succeeded".into(),
                 content_version: cv,
-                required: count(UpdateState::Required),
-                installed: count(UpdateState::Installed),
-                not_required: count(UpdateState::NotRequired),
+                required,
+                installed,
+                not_required: total.saturating_sub(required + installed),
             };
-            let queued = commit_scan(db, &record, &evaluated)?;
+            let t = Instant::now();
+            let queued = commit_scan(db, &record, &evaluated, &last)?;
+            tracing::debug!(
+                commit_ms = t.elapsed().as_secs_f64() * 1e3,
+                queued,
+                "scan recorded"
+            );
             // C8: the state after an installation or its restart reaches the site within
             // 2 minutes, not at the next regular batch.
             if queued > 0
@@ -232,6 +293,38 @@ pub async fn scan(
                 let next = db.get_i64("next_send_ms")?.map_or(soon, |t| t.min(soon));
                 db.set_i64("next_send_ms", next)?;
             }
+            let mut updates: Vec<ScanUpdate> = evaluated
+                .into_iter()
+                .map(|e| ScanUpdate {
+                    id: e.id,
+                    title: e.title,
+                    classification: e.classification,
+                    state: e.state.name().into(),
+                    restart_pending: e.restart_pending,
+                    packages: e.packages,
+                })
+                .collect();
+            if detail == Detail::All {
+                let applicable: HashSet<String> = updates.iter().map(|u| u.id.clone()).collect();
+                let mut stmt = db.conn.prepare_cached(
+                    "SELECT id, title, classification FROM catalog_updates ORDER BY id",
+                )?;
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    let id: String = r.get(0)?;
+                    if !applicable.contains(&id) {
+                        updates.push(ScanUpdate {
+                            id,
+                            title: r.get(1)?,
+                            classification: r.get(2)?,
+                            state: UpdateState::NotRequired.name().into(),
+                            restart_pending: false,
+                            packages: Vec::new(),
+                        });
+                    }
+                }
+                updates.sort_by(|a, b| a.id.cmp(&b.id));
+            }
             Ok(ScanOutput {
                 kind: kind.name().into(),
                 trigger: trigger.name().into(),
@@ -239,17 +332,10 @@ pub async fn scan(
                 duration_ms,
                 content_version: cv,
                 state_messages: queued,
-                updates: evaluated
-                    .into_iter()
-                    .map(|e| ScanUpdate {
-                        id: e.id,
-                        title: e.title,
-                        classification: e.classification,
-                        state: e.state.name().into(),
-                        restart_pending: e.restart_pending,
-                        packages: e.packages,
-                    })
-                    .collect(),
+                required: record.required,
+                installed: record.installed,
+                not_required: record.not_required,
+                updates,
             })
         }
         Err(e) => {
@@ -276,14 +362,15 @@ pub async fn scan(
     }
 }
 
+type Scanned = (bool, Vec<Evaluated>, HashMap<String, (String, bool)>);
+
 async fn scan_inner(
     db: &mut AgentDb,
     mp: Option<&Mp>,
     root: &Path,
     kind: ScanKind,
     now: i64,
-    _scan_id: &str,
-) -> anyhow::Result<(bool, Vec<Evaluated>)> {
+) -> anyhow::Result<Scanned> {
     let ttl_ms = db
         .get_i64("metadata_ttl_minutes")?
         .unwrap_or(DEFAULT_TTL_MINUTES as i64)
@@ -309,8 +396,19 @@ async fn scan_inner(
     } else if last_fetch.is_none() {
         anyhow::bail!("no local metadata yet: an online scan must run first (koshin-agent scan)");
     }
+    let t = Instant::now();
     let machine = Machine::read(root)?;
-    Ok((online, evaluate(db, &machine)?))
+    let read_ms = t.elapsed().as_secs_f64() * 1e3;
+    let last = last_states(db)?;
+    let evaluated = evaluate(db, &machine, &last)?;
+    tracing::debug!(
+        dpkg_ms = read_ms,
+        evaluate_ms = t.elapsed().as_secs_f64() * 1e3 - read_ms,
+        installed = machine.installed.len(),
+        applicable = evaluated.len(),
+        "scan evaluated"
+    );
+    Ok((online, evaluated, last))
 }
 
 /// Records the scan and queues a state message for each update whose state changed (C4),
@@ -319,46 +417,79 @@ fn commit_scan(
     db: &mut AgentDb,
     record: &ScanRecord,
     evaluated: &[Evaluated],
+    last: &HashMap<String, (String, bool)>,
 ) -> anyhow::Result<u64> {
     let tx = db.conn.transaction()?;
-    let mut last: HashMap<String, (String, bool)> = HashMap::new();
-    {
-        let mut stmt =
-            tx.prepare_cached("SELECT update_id, state, restart_pending FROM last_states")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            last.insert(r.get(0)?, (r.get(1)?, r.get::<_, i64>(2)? != 0));
-        }
-    }
     let now = record.started.as_millisecond();
     let mut queued = 0u64;
     {
         let mut set = tx.prepare_cached(
             "INSERT INTO last_states(update_id, state, restart_pending) VALUES (?1,?2,?3) ON CONFLICT(update_id) DO UPDATE SET state=excluded.state, restart_pending=excluded.restart_pending",
         )?;
+        let mut unset = tx.prepare_cached("DELETE FROM last_states WHERE update_id=?1")?;
         let mut q = tx.prepare_cached(
             "INSERT INTO queue(update_id, revision, state, restart_pending, time_ms, scan_id) VALUES (?1,?2,?3,?4,?5,?6)",
         )?;
+        let mut mark =
+            tx.prepare_cached("UPDATE catalog_updates SET reported = 1 WHERE id = ?1")?;
+        let mut revision_of =
+            tx.prepare_cached("SELECT revision FROM catalog_updates WHERE id = ?1")?;
+        let mut now_applicable = HashSet::with_capacity(evaluated.len());
         for e in evaluated {
-            let now_state = (e.state.name().to_string(), e.restart_pending);
-            if last.remove(&e.id).as_ref() == Some(&now_state) {
+            now_applicable.insert(e.id.as_str());
+            let state = (e.state.name().to_string(), e.restart_pending);
+            if last.get(&e.id) == Some(&state) {
                 continue;
             }
-            set.execute(params![e.id, now_state.0, e.restart_pending])?;
+            set.execute(params![e.id, state.0, e.restart_pending])?;
             q.execute(params![
                 e.id,
                 e.revision,
-                now_state.0,
+                state.0,
                 e.restart_pending,
                 now,
                 record.scan_id
             ])?;
+            mark.execute(params![e.id])?;
             queued += 1;
         }
-        // Updates no longer in the catalog (expired) are no longer tracked.
-        let mut del = tx.prepare_cached("DELETE FROM last_states WHERE update_id=?1")?;
-        for id in last.keys() {
-            del.execute(params![id])?;
+        // Reported Required or Installed before, Not required now.
+        let not_required = UpdateState::NotRequired.name();
+        for (id, (state, _)) in last {
+            if now_applicable.contains(id.as_str()) {
+                continue;
+            }
+            unset.execute(params![id])?;
+            if state == not_required {
+                continue;
+            }
+            if let Some(rev) = revision_of
+                .query_row([id], |r| r.get::<_, u32>(0))
+                .optional()?
+            {
+                q.execute(params![id, rev, not_required, false, now, record.scan_id])?;
+                queued += 1;
+            }
+        }
+        // Never reported (new in the catalog) and Not required: their first state message.
+        let fresh: Vec<(String, u32)> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT id, revision FROM catalog_updates WHERE reported = 0")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        for (id, rev) in &fresh {
+            if now_applicable.contains(id.as_str()) {
+                continue;
+            }
+            q.execute(params![id, rev, not_required, false, now, record.scan_id])?;
+            queued += 1;
+        }
+        if !fresh.is_empty() {
+            tx.execute(
+                "UPDATE catalog_updates SET reported = 1 WHERE reported = 0",
+                [],
+            )?;
         }
     }
     let json = serde_json::to_string(record)?;
@@ -367,10 +498,7 @@ fn commit_scan(
         params![record.scan_id, now, json],
     )?;
     let restart = evaluated.iter().any(|e| e.restart_pending);
-    tx.execute(
-        "INSERT INTO kv(key, value) VALUES ('restart_pending', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-        params![if restart { "1" } else { "0" }],
-    )?;
+    set_kv(&tx, "restart_pending", if restart { "1" } else { "0" })?;
     tx.commit()?;
     Ok(queued)
 }

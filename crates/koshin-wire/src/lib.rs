@@ -421,6 +421,9 @@ pub struct ScanOutput {
     pub content_version: i64,
     /// State messages this scan queued (updates whose state changed).
     pub state_messages: u64,
+    pub required: u64,
+    pub installed: u64,
+    pub not_required: u64,
     pub updates: Vec<ScanUpdate>,
 }
 
