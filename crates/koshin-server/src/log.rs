@@ -39,7 +39,7 @@ impl ComponentLog {
         ComponentLog {
             component: component.to_string(),
             path: dir.join(file_name),
-            max_bytes: 5 << 20,
+            max_bytes: 16 << 20,
             inner: Mutex::new(None),
         }
     }
