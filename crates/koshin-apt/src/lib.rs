@@ -9,6 +9,7 @@
 pub mod error;
 pub mod fetch;
 pub mod packages;
+pub mod peer;
 pub mod release;
 pub mod sources;
 pub mod verify;

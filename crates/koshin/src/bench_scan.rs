@@ -5,7 +5,7 @@
 //! (`pkgcache.bin`) between runs, as it does on a normal machine.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -70,42 +70,6 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, u64, Vec<u8>)> {
 fn stats(v: &mut [Duration]) -> (Duration, Duration) {
     v.sort();
     (v[0], v[v.len() / 2])
-}
-
-fn apt_config(dir: &Path) -> anyhow::Result<PathBuf> {
-    for d in ["lists/partial", "cache/archives/partial", "parts", "log"] {
-        std::fs::create_dir_all(dir.join(d))?;
-    }
-    let conf = format!(
-        "Dir::Etc::Main \"/dev/null\";\nDir::Etc::Parts \"{p}/parts\";\nDir::Etc::SourceList \"/etc/apt/sources.list\";\nDir::Etc::SourceParts \"/etc/apt/sources.list.d\";\nDir::State::Lists \"{p}/lists\";\nDir::State::status \"/var/lib/dpkg/status\";\nDir::Cache \"{p}/cache\";\nDir::Log \"{p}/log\";\nDebug::NoLocking \"true\";\nAPT::Sandbox::User \"root\";\nAcquire::Languages \"none\";\nAPT::Update::Error-Mode \"any\";\n",
-        p = dir.display()
-    );
-    let path = dir.join("apt.conf");
-    std::fs::write(&path, conf)?;
-    Ok(path)
-}
-
-fn apt(conf: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(args[0]);
-    c.args(&args[1..])
-        .env("APT_CONFIG", conf)
-        .env_remove("http_proxy")
-        .env_remove("https_proxy");
-    c
-}
-
-/// (name, arch) → target version, from `apt list --upgradable` output.
-fn parse_apt(out: &[u8]) -> BTreeMap<(String, String), String> {
-    let mut m = BTreeMap::new();
-    for line in String::from_utf8_lossy(out).lines() {
-        let mut w = line.split_whitespace();
-        if let (Some(ns), Some(v), Some(a)) = (w.next(), w.next(), w.next())
-            && let Some((n, _)) = ns.split_once('/')
-        {
-            m.insert((n.to_string(), a.to_string()), v.to_string());
-        }
-    }
-    m
 }
 
 /// (name, arch) → highest target version among the Required updates of a scan.
@@ -191,8 +155,13 @@ pub async fn run(a: ScanBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let _ = server.await;
 
     eprintln!("bench: apt-get update into fresh lists from the same sources ...");
-    let conf = apt_config(&root.join("apt"))?;
-    let up = apt(&conf, &["apt-get", "-q", "update"]).output()?;
+    let options = koshin_apt::peer::PeerOptions {
+        sources: None,
+        dpkg_status: Some("/var/lib/dpkg/status".into()),
+        architecture: None,
+    };
+    let conf = koshin_apt::peer::prepare(&root.join("apt"), &options)?;
+    let up = koshin_apt::peer::command(&conf, "apt-get", &["-q", "update"]).output()?;
     if !up.status.success() {
         bail!(
             "apt-get update failed: {}",
@@ -220,11 +189,15 @@ pub async fn run(a: ScanBenchArgs) -> anyhow::Result<std::process::ExitCode> {
                 .args(args)
                 .env("KOSHIN_LOG", "warn"),
         )?;
-        let (t2, rss2, out2) = measure(&mut apt(&conf, &["apt", "list", "--upgradable"]))?;
+        let (t2, rss2, out2) = measure(&mut koshin_apt::peer::command(
+            &conf,
+            "apt",
+            &["list", "--upgradable"],
+        ))?;
         if i == 0 {
             // Warm-up round, and the result comparison.
             ours = parse_scan(&out)?;
-            theirs = parse_apt(&out2);
+            theirs = koshin_apt::peer::parse_upgradable(&String::from_utf8_lossy(&out2));
             continue;
         }
         agent_times.push(t);

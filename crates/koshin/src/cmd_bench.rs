@@ -825,56 +825,13 @@ impl Loopback {
 
 /// Writes an isolated APT configuration under `dir` and returns the `APT_CONFIG` file.
 fn prepare_apt(dir: &Path, sources: &str) -> anyhow::Result<PathBuf> {
-    for sub in [
-        "empty",
-        "state/lists/partial",
-        "cache/archives/partial",
-        "log",
-    ] {
-        let d = dir.join(sub);
-        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    let write = |name: &str, text: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
+    let options = koshin_apt::peer::PeerOptions {
+        sources: Some(sources.to_string()),
+        dpkg_status: None,
+        architecture: Some("amd64".into()),
     };
-    write("status", "")?;
-    write("sources.list", sources)?;
-    let p = |s: &str| dir.join(s).display().to_string();
-    let config = format!(
-        r#"Dir::Etc::Main "/dev/null";
-Dir::Etc::Parts "{empty}";
-Dir::Etc::SourceList "{sources}";
-Dir::Etc::SourceParts "{empty}";
-Dir::Etc::Trusted "{empty}/none.gpg";
-Dir::Etc::TrustedParts "{empty}";
-Dir::Etc::Preferences "{empty}/none.pref";
-Dir::Etc::PreferencesParts "{empty}";
-Dir::State "{state}";
-Dir::State::Lists "{lists}";
-Dir::State::status "{status}";
-Dir::Cache "{cache}";
-Dir::Log "{log}";
-Debug::NoLocking "true";
-APT::Sandbox::User "root";
-APT::Architecture "amd64";
-APT::Architectures {{ "amd64"; }};
-APT::Get::List-Cleanup "false";
-APT::Update::Error-Mode "any";
-Acquire::Languages "none";
-Acquire::Retries "0";
-Acquire::http::Timeout "30";
-"#,
-        empty = p("empty"),
-        sources = p("sources.list"),
-        state = p("state"),
-        lists = p("state/lists"),
-        status = p("status"),
-        cache = p("cache"),
-        log = p("log"),
-    );
-    write("apt.conf", &config)?;
-    Ok(dir.join("apt.conf"))
+    koshin_apt::peer::prepare(dir, &options)
+        .with_context(|| format!("cannot prepare apt in {}", dir.display()))
 }
 
 struct AptRun {

@@ -395,46 +395,28 @@ fn quick_start_syncs_this_machines_apt_sources_and_agrees_with_apt() {
         }
     }
 
-    // apt, isolated from the host's apt.conf.d, with fresh lists from the same sources.
+    // apt, isolated from the host's apt.conf.d, with fresh lists from the same sources and
+    // this machine's dpkg database.
     let apt = tempfile::tempdir().expect("apt dir");
-    let a = apt.path();
-    for d in ["lists/partial", "cache/archives/partial", "parts", "log"] {
-        std::fs::create_dir_all(a.join(d)).expect("dirs");
-    }
-    let conf = format!(
-        "Dir::Etc::Main \"/dev/null\";\nDir::Etc::Parts \"{p}/parts\";\nDir::Etc::SourceList \"/etc/apt/sources.list\";\nDir::Etc::SourceParts \"/etc/apt/sources.list.d\";\nDir::State::Lists \"{p}/lists\";\nDir::State::status \"/var/lib/dpkg/status\";\nDir::Cache \"{p}/cache\";\nDir::Log \"{p}/log\";\nDebug::NoLocking \"true\";\nAPT::Sandbox::User \"root\";\nAcquire::Languages \"none\";\nAPT::Update::Error-Mode \"any\";\n",
-        p = a.display()
-    );
-    std::fs::write(a.join("apt.conf"), conf).expect("apt.conf");
-    let apt_cmd = |args: &[&str]| {
-        Command::new(args[0])
-            .args(&args[1..])
-            .env("APT_CONFIG", a.join("apt.conf"))
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .output()
-            .expect("apt runs")
+    let options = koshin_apt::peer::PeerOptions {
+        sources: None,
+        dpkg_status: Some("/var/lib/dpkg/status".into()),
+        architecture: None,
     };
-    let up = apt_cmd(&["apt-get", "-q", "update"]);
+    let conf = koshin_apt::peer::prepare(apt.path(), &options).expect("apt config");
+    let up = koshin_apt::peer::command(&conf, "apt-get", &["-q", "update"])
+        .output()
+        .expect("apt-get runs");
     assert!(
         up.status.success(),
         "apt-get update: {}",
         String::from_utf8_lossy(&up.stderr)
     );
-    let listing = apt_cmd(&["apt", "list", "--upgradable"]);
+    let listing = koshin_apt::peer::command(&conf, "apt", &["list", "--upgradable"])
+        .output()
+        .expect("apt runs");
     assert!(listing.status.success());
-    let mut theirs = std::collections::BTreeMap::new();
-    for line in String::from_utf8_lossy(&listing.stdout).lines() {
-        // name/suite version arch [upgradable from: old]
-        let mut w = line.split_whitespace();
-        let (Some(name_suite), Some(version), Some(arch)) = (w.next(), w.next(), w.next()) else {
-            continue;
-        };
-        let Some((name, _)) = name_suite.split_once('/') else {
-            continue;
-        };
-        theirs.insert((name.to_string(), arch.to_string()), version.to_string());
-    }
+    let theirs = koshin_apt::peer::parse_upgradable(&String::from_utf8_lossy(&listing.stdout));
     assert_eq!(
         ours, theirs,
         "the agent's Required packages differ from apt list --upgradable"
