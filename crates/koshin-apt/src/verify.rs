@@ -89,7 +89,7 @@ impl Keyring {
             ) {
                 known = true;
                 if check.verify_primary(key) {
-                    return Ok(());
+                    return usable(url, key, None);
                 }
             }
             for sub in &key.public_subkeys {
@@ -99,7 +99,7 @@ impl Keyring {
                 ) {
                     known = true;
                     if check.verify_sub(sub) {
-                        return Ok(());
+                        return usable(url, key, Some(sub));
                     }
                 }
             }
@@ -170,6 +170,90 @@ impl Keyring {
         let issuers = issuers_of(&sig.signature);
         self.verify_with(url, issuers, &DetachedCheck(&sig, release))
     }
+}
+
+/// Whether `sig` was made by `key` itself (a self-signature).
+fn by_key(sig: &pgp::packet::Signature, key: &SignedPublicKey) -> bool {
+    let fp = hex::encode(key.fingerprint().as_bytes());
+    let id = hex::encode(key.legacy_key_id().as_ref());
+    let issuers = issuers_of(sig);
+    issuers.is_empty() || issuers.iter().any(|i| *i == fp || *i == id)
+}
+
+/// When a key made at `created` expires, by its newest self-signature that says (None: never).
+fn expiry<'a>(created: u32, sigs: impl Iterator<Item = &'a pgp::packet::Signature>) -> Option<u64> {
+    let newest = sigs
+        .filter_map(|s| s.created().map(|c| (c.as_secs(), s)))
+        .max_by_key(|(c, _)| *c)?;
+    let d = newest.1.key_expiration_time()?;
+    let secs = u64::from(d.as_secs());
+    (secs != 0).then(|| u64::from(created) + secs)
+}
+
+fn date(secs: u64) -> String {
+    jiff::Timestamp::from_second(secs as i64)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| secs.to_string())
+}
+
+/// A signature that verifies counts only if its key is not revoked and not expired now, as
+/// apt's REVKEYSIG and EXPKEYSIG say.
+fn usable(
+    url: &str,
+    key: &SignedPublicKey,
+    sub: Option<&pgp::composed::SignedPublicSubKey>,
+) -> Result<(), AptError> {
+    use pgp::packet::SignatureType;
+    let name = hex::encode(key.fingerprint().as_bytes()).to_uppercase();
+    let refuse = |reason: String| {
+        Err(AptError::BadSignature {
+            url: url.to_string(),
+            reason,
+        })
+    };
+    if key
+        .details
+        .revocation_signatures
+        .iter()
+        .any(|s| by_key(s, key))
+    {
+        return refuse(format!("the signing key {name} is revoked"));
+    }
+    let now = jiff::Timestamp::now().as_second().max(0) as u64;
+    let self_sigs = key
+        .details
+        .users
+        .iter()
+        .flat_map(|u| u.signatures.iter())
+        .chain(key.details.direct_signatures.iter())
+        .filter(|s| by_key(s, key));
+    if let Some(at) = expiry(key.primary_key.created_at().as_secs(), self_sigs)
+        && at <= now
+    {
+        return refuse(format!("the signing key {name} expired on {}", date(at)));
+    }
+    if let Some(sub) = sub {
+        if sub
+            .signatures
+            .iter()
+            .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation))
+        {
+            return refuse(format!("the signing subkey of {name} is revoked"));
+        }
+        let binding = sub
+            .signatures
+            .iter()
+            .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding));
+        if let Some(at) = expiry(sub.key.created_at().as_secs(), binding)
+            && at <= now
+        {
+            return refuse(format!(
+                "the signing subkey of {name} expired on {}",
+                date(at)
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn issuers_of(sig: &pgp::packet::Signature) -> Vec<String> {

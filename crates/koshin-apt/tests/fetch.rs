@@ -173,3 +173,57 @@ async fn verifies_the_live_debian_keyring_format() {
     assert!(!k.is_empty());
     assert!(!Keyring::system().expect("system keyrings").is_empty());
 }
+
+/// A signature that verifies but was made by a key that has since expired is refused, as
+/// apt refuses EXPKEYSIG. The key is made in 2020 with gpg's clock set back, valid one day.
+#[tokio::test]
+async fn refuses_a_signature_by_an_expired_key() {
+    let a = archive(SuiteSpec::new("bookworm", "bookworm"));
+    let home = tempfile::tempdir().expect("gnupg home");
+    let gpg = |args: &[&str]| {
+        let out = std::process::Command::new("gpg")
+            .arg("--homedir")
+            .arg(home.path())
+            .args([
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--faked-system-time",
+                "20200101T000000!",
+            ])
+            .args(args)
+            .output()
+            .expect("gpg runs");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    gpg(&[
+        "--quick-gen-key",
+        "old archive key <old@koshin.invalid>",
+        "ed25519",
+        "sign",
+        "1d",
+    ]);
+    let keyring = home.path().join("old.gpg");
+    std::fs::write(&keyring, gpg(&["--export"])).expect("keyring");
+    let release = a.root().join("dists/bookworm/Release");
+    let signed = home.path().join("InRelease");
+    gpg(&[
+        "--clearsign",
+        "--output",
+        signed.to_str().expect("path"),
+        release.to_str().expect("path"),
+    ]);
+    let text = std::fs::read_to_string(&signed).expect("signed");
+    let keyring = Keyring::load(&[keyring]).expect("keyring");
+    let err = keyring
+        .verify_inrelease("InRelease", &text)
+        .expect_err("expired key");
+    assert!(err.to_string().contains("expired on 2020-01-02"), "{err}");
+}
