@@ -22,12 +22,7 @@ pub async fn policy(
         Ok(store.machine_policy()?)
     })
     .await?;
-    let (_, body) = policy.ok_or_else(|| {
-        AppError::NotFound("no machine policy yet: the site has not completed a sync".into())
-    })?;
-    serde_json::from_value(body)
-        .map(Json)
-        .map_err(|e| AppError::Internal(format!("stored machine policy is unreadable: {e}")))
+    super::site::stored_policy(policy).map(Json)
 }
 
 pub async fn catalog(

@@ -40,10 +40,16 @@ pub async fn machine_policy(
 ) -> Result<Json<MachinePolicy>, AppError> {
     let store = site.store.clone();
     let policy = blocking(move || Ok(store.machine_policy()?)).await?;
+    stored_policy(policy).map(Json)
+}
+
+/// The machine policy as stored, or why there is none.
+pub(super) fn stored_policy(
+    policy: Option<(i64, serde_json::Value)>,
+) -> Result<MachinePolicy, AppError> {
     let (_, body) = policy.ok_or_else(|| {
         AppError::NotFound("no machine policy yet: the site has not completed a sync".into())
     })?;
     serde_json::from_value(body)
-        .map(Json)
         .map_err(|e| AppError::Internal(format!("stored machine policy is unreadable: {e}")))
 }
