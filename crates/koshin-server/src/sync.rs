@@ -297,7 +297,7 @@ impl SyncManager {
             Ok(id) => id,
             Err(e) => {
                 let f = fail(format!("cannot record the sync run: {e}"), "site database");
-                self.report_failure(&f, kind, &trigger);
+                self.report_failure(&f, kind);
                 return Err(f);
             }
         };
@@ -336,7 +336,7 @@ impl SyncManager {
                     None,
                     None,
                 );
-                self.report_failure(&f, kind, &trigger);
+                self.report_failure(&f, kind);
                 Err(f)
             }
         }
@@ -353,7 +353,7 @@ impl SyncManager {
         );
     }
 
-    fn report_failure(&self, f: &SyncFailure, kind: SyncKind, _trigger: &SyncTrigger) {
+    fn report_failure(&self, f: &SyncFailure, kind: SyncKind) {
         self.log(format!("Sync failed: {}. Source: {}", f.reason, f.source));
         self.report(
             sm::SYNC_FAILED,
@@ -601,7 +601,6 @@ impl SyncManager {
         let total_items = plan.changed_items() as u64;
         self.set_phase(run_id, "site database", 0, total_items);
         let commit = SyncCommit {
-            run_id,
             now_ms: now_ms(),
             indices: indices_consumed,
             fingerprint: criteria_hash,

@@ -914,7 +914,6 @@ mod tests {
 
     fn commit() -> SyncCommit {
         SyncCommit {
-            run_id: 1,
             now_ms: 1,
             indices: vec![(
                 "src".into(),

@@ -16,7 +16,6 @@ pub type SyncedIndex = (String, String, String);
 /// What a successful sync writes besides the catalog changes, in the same transaction.
 #[derive(Clone, Debug, Default)]
 pub struct SyncCommit {
-    pub run_id: i64,
     pub now_ms: i64,
     /// Every index consumed: (source label, index path, sha256).
     pub indices: Vec<SyncedIndex>,
