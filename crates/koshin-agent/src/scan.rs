@@ -7,8 +7,9 @@
 //! installed here (found through the name index) and local publisher updates are
 //! evaluated; every other update is Not required. `last_states` keeps the last reported
 //! state of updates that were Required or Installed; an update marked `reported` in the
-//! cache and absent there was last reported Not required; an update not yet `reported`
-//! (new in the catalog) gets its first state message from the next scan.
+//! cache and absent there was last reported Not required. An update new in the catalog that
+//! is Not required gets no message: the scan record names the catalog version it covered,
+//! which tells the site the same for every such update at once.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -270,6 +271,7 @@ pub async fn scan_detail(
                 duration_ms,
                 result: "succeeded".into(),
                 content_version: cv,
+                content_token: db.get("catalog_token")?,
                 required,
                 installed,
                 not_required: total.saturating_sub(required + installed),
@@ -348,6 +350,7 @@ pub async fn scan_detail(
                 duration_ms,
                 result: format!("failed: {e}"),
                 content_version: cv,
+                content_token: None,
                 required: 0,
                 installed: 0,
                 not_required: 0,
@@ -471,26 +474,14 @@ fn commit_scan(
                 queued += 1;
             }
         }
-        // Never reported (new in the catalog) and Not required: their first state message.
-        let fresh: Vec<(String, u32)> = {
-            let mut stmt =
-                tx.prepare_cached("SELECT id, revision FROM catalog_updates WHERE reported = 0")?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        for (id, rev) in &fresh {
-            if now_applicable.contains(id.as_str()) {
-                continue;
-            }
-            q.execute(params![id, rev, not_required, false, now, record.scan_id])?;
-            queued += 1;
-        }
-        if !fresh.is_empty() {
-            tx.execute(
-                "UPDATE catalog_updates SET reported = 1 WHERE reported = 0",
-                [],
-            )?;
-        }
+        // Never reported (new in the catalog) and Not required: no message. The scan record
+        // names the catalog version it covered, and the site counts every update of that
+        // catalog without a Required or Installed state as Not required — a first scan
+        // sends what applies here, not one message per update in the catalog.
+        tx.execute(
+            "UPDATE catalog_updates SET reported = 1 WHERE reported = 0",
+            [],
+        )?;
     }
     let json = serde_json::to_string(record)?;
     tx.execute(

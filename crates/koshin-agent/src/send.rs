@@ -54,10 +54,21 @@ fn next_batch(db: &mut AgentDb) -> anyhow::Result<Option<String>> {
         "UPDATE queue SET batch_id=?1 WHERE seq IN (SELECT seq FROM queue WHERE batch_id IS NULL ORDER BY seq LIMIT ?2)",
         params![id, BATCH_SIZE as i64],
     )?;
-    let s = tx.execute(
-        "UPDATE scans SET batch_id=?1 WHERE batch_id IS NULL AND sent = 0",
-        params![id],
+    // A scan record travels with the last of the queued messages, never ahead of them: the
+    // site takes a scan record as "every state of this scan has arrived".
+    let unbound: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM queue WHERE batch_id IS NULL",
+        [],
+        |r| r.get(0),
     )?;
+    let s = if unbound == 0 {
+        tx.execute(
+            "UPDATE scans SET batch_id=?1 WHERE batch_id IS NULL AND sent = 0",
+            params![id],
+        )?
+    } else {
+        0
+    };
     tx.commit()?;
     Ok((n + s > 0).then_some(id))
 }

@@ -98,7 +98,7 @@ fn message(update_id: &str, state: &str) -> StateMessage {
 fn footprint(site: &TestSite, client_id: &str) -> Vec<Vec<serde_json::Value>> {
     let p = [("c", client_id)];
     let mut rows = site.query(
-        "SELECT update_id, state, restart_pending, time_ms FROM update_states WHERE client = (SELECT id FROM clients WHERE client_id = :c) ORDER BY update_id",
+        "SELECT ukey, state, restart_pending, time_ms FROM update_states WHERE client = (SELECT id FROM clients WHERE client_id = :c) ORDER BY ukey",
         &p,
     );
     for sql in [
@@ -120,7 +120,7 @@ async fn a_batch_sent_twice_is_stored_once() {
     let agent = site.enroll("pc-dup", TYPICAL).await;
     let cid = agent.client_id();
     let out = agent.scan_ok(ScanTrigger::ScanCycle).await;
-    assert_eq!(out.state_messages, 5);
+    assert_eq!(out.state_messages, 4);
 
     // The first attempt goes nowhere (the site cannot be reached): the rows are bound to a
     // batch id and stay queued.
@@ -139,9 +139,9 @@ async fn a_batch_sent_twice_is_stored_once() {
         .expect_err("the site cannot be reached");
     assert!(matches!(err, SendError::Site(MpError::Offline(_))), "{err}");
     drop(db);
-    assert_eq!(agent.queue_length(), 5);
+    assert_eq!(agent.queue_length(), 4);
     let batch = bound_batch(&agent);
-    assert_eq!(batch.messages.len(), 5);
+    assert_eq!(batch.messages.len(), 4);
     assert_eq!(batch.scans.len(), 1);
 
     // That batch arrives (say the answer was lost on the way back) — twice.
@@ -149,7 +149,7 @@ async fn a_batch_sent_twice_is_stored_once() {
     let (code, ack) = post(&site, Some(&cred), &batch).await;
     assert_eq!(code, 200, "{ack}");
     assert_eq!(ack["batch_id"], batch.batch_id.as_str());
-    assert_eq!(ack["stored"], 5);
+    assert_eq!(ack["stored"], 4);
     assert_eq!(ack["duplicate"], false);
     let after_first = footprint(&site, &cid);
     let (code, ack) = post(&site, Some(&cred), &batch).await;
@@ -164,7 +164,7 @@ async fn a_batch_sent_twice_is_stored_once() {
     assert_eq!(agent.queue_length(), 0);
     assert_eq!(agent.db().unsent_scans().unwrap(), 0);
     assert_eq!(footprint(&site, &cid), after_first);
-    assert_eq!(site.history_len(&cid), 5);
+    assert_eq!(site.history_len(&cid), 4);
     assert_eq!(
         site.count(
             "SELECT COUNT(*) FROM state_batches WHERE batch_id = :b",
@@ -184,8 +184,8 @@ async fn a_batch_sent_twice_is_stored_once() {
     let (code, ack) = post(&site, Some(&other.identity().credential), &theirs).await;
     assert_eq!(code, 200, "{ack}");
     assert_eq!(ack["duplicate"], false);
-    assert_eq!(site.history_len(&other.client_id()), 5);
-    assert_eq!(site.history_len(&cid), 5);
+    assert_eq!(site.history_len(&other.client_id()), 4);
+    assert_eq!(site.history_len(&cid), 4);
 }
 
 /// Malformed batches get a 4xx with a reason that names the problem, and nothing of them
@@ -210,6 +210,7 @@ async fn a_malformed_batch_is_refused_whole_with_a_reason() {
         duration_ms: 3,
         result: "succeeded".into(),
         content_version: 1,
+        content_token: None,
         required: 0,
         installed: 2,
         not_required: 0,

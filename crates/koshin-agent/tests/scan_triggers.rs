@@ -269,7 +269,7 @@ async fn online_scan_fetches_the_catalog_incrementally() {
     let first = agent.scan_ok(ScanTrigger::ScanCycle).await;
     assert_eq!(first.content_version, cv1);
     assert_eq!(agent.kv_i64("content_version"), Some(cv1));
-    assert_eq!(first.state_messages, 5);
+    assert_eq!(first.state_messages, 4);
 
     let cv2 = site.publish_libfoo_deb12u2().await;
     assert!(

@@ -41,6 +41,7 @@ pub fn layout(data: &Path) -> Vec<PathBuf> {
         data.join("inboxes").join("wsyncmgr.box"),
         data.join("content"),
         data.join("local-publisher"),
+        data.join(crate::reports::REPORTS_DIR),
     ]
 }
 

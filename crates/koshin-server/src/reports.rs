@@ -1,119 +1,367 @@
-//! The reports: each a named, parameterized, read-only SQL query over the site database
-//! (P9: every report shows its SQL). The compliance reports are here; distribution and
-//! infrastructure reports join them as their data arrives.
+//! The reports (P9): each a named, parameterized, read-only SQL query over the documented
+//! views of the site database (docs/reports.md). A report is a `.sql` file: a header of
+//! `-- key: value` comments (title, category, completed-by), free comment lines describing
+//! it, then one SELECT whose `:name` parameters are the report's parameters. The built-in
+//! reports are such files compiled in; a site's own reports are files in `DATA/reports/`,
+//! read at every request, so a copied and edited file appears without a restart.
+
+use std::path::{Path, PathBuf};
 
 use koshin_wire::ReportInfo;
 
+/// The directory under a site's data directory that holds its own reports.
+pub const REPORTS_DIR: &str = "reports";
+
+/// The largest report file read.
+const MAX_REPORT_BYTES: u64 = 256 * 1024;
+
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "compliance-by-product",
+        include_str!("../reports/compliance-by-product.sql"),
+    ),
+    (
+        "compliance-by-update",
+        include_str!("../reports/compliance-by-update.sql"),
+    ),
+    (
+        "computers-for-update",
+        include_str!("../reports/computers-for-update.sql"),
+    ),
+    (
+        "updates-for-computer",
+        include_str!("../reports/updates-for-computer.sql"),
+    ),
+    (
+        "updates-not-approved",
+        include_str!("../reports/updates-not-approved.sql"),
+    ),
+    (
+        "updates-with-counts",
+        include_str!("../reports/updates-with-counts.sql"),
+    ),
+    (
+        "computers-with-update-distribution-status",
+        include_str!("../reports/computers-with-update-distribution-status.sql"),
+    ),
+    (
+        "distribution-status-summary",
+        include_str!("../reports/distribution-status-summary.sql"),
+    ),
+    (
+        "distribution-status-by-update",
+        include_str!("../reports/distribution-status-by-update.sql"),
+    ),
+    (
+        "failed-distributions-summary",
+        include_str!("../reports/failed-distributions-summary.sql"),
+    ),
+    (
+        "computers-with-errors-for-deployment",
+        include_str!("../reports/computers-with-errors-for-deployment.sql"),
+    ),
+    (
+        "infrastructure-status",
+        include_str!("../reports/infrastructure-status.sql"),
+    ),
+    (
+        "status-messages-for-computer",
+        include_str!("../reports/status-messages-for-computer.sql"),
+    ),
+    (
+        "new-updates-7-days",
+        include_str!("../reports/new-updates-7-days.sql"),
+    ),
+    (
+        "package-transfer-progress",
+        include_str!("../reports/package-transfer-progress.sql"),
+    ),
+    (
+        "owners-missing-approved-updates",
+        include_str!("../reports/owners-missing-approved-updates.sql"),
+    ),
+    (
+        "inventory-health",
+        include_str!("../reports/inventory-health.sql"),
+    ),
+];
+
+/// Where a report comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    BuiltIn,
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug)]
 pub struct Report {
-    pub name: &'static str,
-    pub title: &'static str,
-    pub category: &'static str,
-    pub parameters: &'static [&'static str],
-    pub sql: &'static str,
+    pub name: String,
+    pub title: String,
+    pub category: String,
+    pub description: String,
+    /// The later capability whose data completes it (until then it returns no rows).
+    pub completed_by: Option<String>,
+    pub parameters: Vec<String>,
+    /// The whole file, header included: what `koshin report sql` prints, ready to copy.
+    pub sql: String,
+    pub source: Source,
+    /// Why this report cannot run (a bad file, a name taken by a built-in report).
+    pub error: Option<String>,
 }
 
 impl Report {
     pub fn info(&self) -> ReportInfo {
         ReportInfo {
-            name: self.name.into(),
-            title: self.title.into(),
-            category: self.category.into(),
-            parameters: self.parameters.iter().map(|s| s.to_string()).collect(),
-            sql: self.sql.trim().to_string(),
+            name: self.name.clone(),
+            title: self.title.clone(),
+            category: self.category.clone(),
+            parameters: self.parameters.clone(),
+            sql: self.sql.trim_end().to_string(),
+            description: self.description.clone(),
+            source: match &self.source {
+                Source::BuiltIn => "built-in".into(),
+                Source::File(p) => p.display().to_string(),
+            },
+            completed_by: self.completed_by.clone(),
+            error: self.error.clone(),
         }
     }
 }
 
-const COMPLIANCE: &str = "Software updates - compliance";
+/// A report name: lower-case letters, digits and dashes, as a file stem.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
 
-/// Every report, by name.
-pub const REPORTS: &[Report] = &[
+/// Reads a report file's header and parameters. The SQL itself is checked by the store.
+pub fn parse(name: &str, text: &str, source: Source) -> Report {
+    let mut title = None;
+    let mut category = None;
+    let mut completed_by = None;
+    let mut description = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some(comment) = line.strip_prefix("--") else {
+            break;
+        };
+        let comment = comment.trim();
+        match comment.split_once(':') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("title") => {
+                title = Some(v.trim().to_string())
+            }
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("category") => {
+                category = Some(v.trim().to_string())
+            }
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("completed-by") => {
+                completed_by = Some(v.trim().to_string())
+            }
+            _ => description.push(comment.to_string()),
+        }
+    }
     Report {
-        name: "updates-with-counts",
-        title: "Updates with counts of applicable and installed computers",
-        category: COMPLIANCE,
-        parameters: &[],
-        sql: r#"
-SELECT u.id, u.title, u.product, u.classification,
-       COALESCE(SUM(s.state = 1), 0) AS required,
-       COALESCE(SUM(s.state = 3), 0) AS installed,
-       COALESCE(SUM(s.state = 2), 0) AS not_required,
-       (SELECT COUNT(*) FROM clients) - COUNT(s.client) AS unknown
-FROM updates u
-LEFT JOIN update_states s ON s.update_id = u.id
-WHERE u.expired = 0
-GROUP BY u.id
-ORDER BY required DESC, u.title
-"#,
-    },
-    Report {
-        name: "compliance-by-product",
-        title: "Compliance by product",
-        category: COMPLIANCE,
-        parameters: &[],
-        sql: r#"
-SELECT u.product,
-       COUNT(DISTINCT u.id) AS updates,
-       COALESCE(SUM(s.state = 1), 0) AS required,
-       COALESCE(SUM(s.state = 3), 0) AS installed,
-       COALESCE(SUM(s.state = 2), 0) AS not_required
-FROM updates u
-LEFT JOIN update_states s ON s.update_id = u.id
-WHERE u.expired = 0
-GROUP BY u.product
-ORDER BY u.product
-"#,
-    },
-    Report {
-        name: "compliance-by-update",
-        title: "Compliance by software update ID",
-        category: COMPLIANCE,
-        parameters: &["update"],
-        sql: r#"
-SELECT c.name AS computer, c.client_id,
-       CASE s.state WHEN 1 THEN 'required' WHEN 2 THEN 'not_required' WHEN 3 THEN 'installed' ELSE 'unknown' END AS state,
-       COALESCE(s.restart_pending, 0) AS restart_pending,
-       s.time_ms AS state_time_ms
-FROM clients c
-LEFT JOIN update_states s ON s.client = c.id
-     AND s.update_id = (SELECT id FROM updates WHERE id = :update OR article_id = :update LIMIT 1)
-ORDER BY c.name
-"#,
-    },
-    Report {
-        name: "computers-for-update",
-        title: "Computers to which a specific update applies",
-        category: COMPLIANCE,
-        parameters: &["update"],
-        sql: r#"
-SELECT c.name AS computer, c.client_id, c.os_release,
-       CASE s.state WHEN 1 THEN 'required' WHEN 3 THEN 'installed' END AS state,
-       s.restart_pending
-FROM update_states s
-JOIN clients c ON c.id = s.client
-WHERE s.update_id = (SELECT id FROM updates WHERE id = :update OR article_id = :update LIMIT 1)
-  AND s.state IN (1, 3)
-ORDER BY s.state, c.name
-"#,
-    },
-    Report {
-        name: "updates-for-computer",
-        title: "Updates for a specific computer",
-        category: COMPLIANCE,
-        parameters: &["computer"],
-        sql: r#"
-SELECT u.id, u.title, u.classification, u.product,
-       CASE s.state WHEN 1 THEN 'required' WHEN 2 THEN 'not_required' WHEN 3 THEN 'installed' ELSE 'unknown' END AS state,
-       COALESCE(s.restart_pending, 0) AS restart_pending
-FROM updates u
-LEFT JOIN update_states s ON s.update_id = u.id
-     AND s.client = (SELECT id FROM clients WHERE name = :computer OR client_id = :computer LIMIT 1)
-WHERE u.expired = 0 AND (s.state IS NULL OR s.state IN (1, 3))
-ORDER BY COALESCE(s.state, 0) = 1 DESC, u.title
-"#,
-    },
-];
+        name: name.to_string(),
+        title: title.unwrap_or_else(|| name.to_string()),
+        category: category.unwrap_or_else(|| "Custom".into()),
+        description: description.join(" "),
+        completed_by,
+        parameters: parameters(text),
+        sql: text.to_string(),
+        source,
+        error: None,
+    }
+}
 
-pub fn find(name: &str) -> Option<&'static Report> {
-    REPORTS.iter().find(|r| r.name == name)
+/// The `:name` parameters of a statement, in order of first use; string literals, quoted
+/// identifiers and comments are skipped.
+pub fn parameters(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'[' => {
+                while i < b.len() && b[i] != b']' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 2;
+            }
+            b':' | b'@' | b'$'
+                if b.get(i + 1)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_') =>
+            {
+                let start = i + 1;
+                i = start;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                let name = &sql[start..i];
+                if !out.iter().any(|p| p == name) {
+                    out.push(name.to_string());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// The built-in reports.
+pub fn built_in() -> Vec<Report> {
+    BUILT_IN
+        .iter()
+        .map(|(name, text)| parse(name, text, Source::BuiltIn))
+        .collect()
+}
+
+/// The site's own reports in `dir`, sorted by name. A file that cannot be used is still
+/// listed, with the reason in `error`, so a typo is visible rather than silently missing.
+pub fn custom(dir: &Path) -> Vec<Report> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("sql") {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let broken = |error: String| Report {
+            name: name.clone(),
+            title: name.clone(),
+            category: "Custom".into(),
+            description: String::new(),
+            completed_by: None,
+            parameters: Vec::new(),
+            sql: String::new(),
+            source: Source::File(path.clone()),
+            error: Some(error),
+        };
+        if !valid_name(&name) {
+            out.push(broken(format!(
+                "'{name}' is not a report name: use lower-case letters, digits and dashes"
+            )));
+            continue;
+        }
+        if BUILT_IN.iter().any(|(n, _)| *n == name) {
+            out.push(broken(format!(
+                "a built-in report is named '{name}': give the copy a name of its own"
+            )));
+            continue;
+        }
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() > MAX_REPORT_BYTES => {
+                out.push(broken(format!(
+                    "the file is {} bytes; a report file may hold at most {MAX_REPORT_BYTES}",
+                    m.len()
+                )));
+                continue;
+            }
+            Err(e) => {
+                out.push(broken(format!("cannot read {}: {e}", path.display())));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => out.push(parse(&name, &text, Source::File(path))),
+            Err(e) => out.push(broken(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Every report of a site: built-in first, then its own.
+pub fn all(data: &Path) -> Vec<Report> {
+    let mut v = built_in();
+    v.extend(custom(&data.join(REPORTS_DIR)));
+    v
+}
+
+/// One report by name.
+pub fn find(data: &Path, name: &str) -> Option<Report> {
+    if let Some((n, text)) = BUILT_IN.iter().find(|(n, _)| *n == name) {
+        return Some(parse(n, text, Source::BuiltIn));
+    }
+    if !valid_name(name) {
+        return None;
+    }
+    custom(&data.join(REPORTS_DIR))
+        .into_iter()
+        .find(|r| r.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_skip_literals_and_comments() {
+        let sql = "-- :not_this\nSELECT ':nor_this', \"a:b\" FROM t WHERE x = :update AND y = :days /* :no */ OR z = :update";
+        assert_eq!(parameters(sql), vec!["update", "days"]);
+    }
+
+    #[test]
+    fn header_is_read() {
+        let r = parse(
+            "x",
+            "-- title: A title\n-- category: Cat\n-- completed-by: deployments\n-- Says what.\nSELECT 1 WHERE :p",
+            Source::BuiltIn,
+        );
+        assert_eq!(r.title, "A title");
+        assert_eq!(r.category, "Cat");
+        assert_eq!(r.completed_by.as_deref(), Some("deployments"));
+        assert_eq!(r.description, "Says what.");
+        assert_eq!(r.parameters, vec!["p"]);
+    }
+
+    #[test]
+    fn every_built_in_has_a_title_and_category() {
+        for r in built_in() {
+            assert!(valid_name(&r.name), "{}", r.name);
+            assert_ne!(r.title, r.name, "{} has no title", r.name);
+            assert_ne!(r.category, "Custom", "{} has no category", r.name);
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("my-report-2"));
+        assert!(!valid_name("../x"));
+        assert!(!valid_name("Bad"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name(""));
+    }
 }

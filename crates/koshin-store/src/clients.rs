@@ -64,10 +64,11 @@ fn validate(client: &ClientIdentity, batch: &StateBatch) -> Result<Vec<UpdateSta
     Ok(states)
 }
 
-fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, ClientSummary)> {
+fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Option<i64>, ClientSummary)> {
     let opt = |v: Option<i64>| v.map(ts);
     Ok((
         r.get(0)?,
+        r.get(11)?,
         ClientSummary {
             name: r.get(1)?,
             client_id: r.get(2)?,
@@ -87,44 +88,58 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, ClientSumma
     ))
 }
 
-const CLIENT_COLUMNS: &str = "id, name, client_id, os, os_release, architecture, site, enrolled_ms, last_contact_ms, last_policy_ms, last_scan_ms";
+const CLIENT_COLUMNS: &str = "id, name, client_id, os, os_release, architecture, site, enrolled_ms, last_contact_ms, last_policy_ms, last_scan_ms, scanned_cv";
+
+/// What a client's counts are made of: the unexpired catalog by the version that added
+/// each update, and per client its Required and Installed rows over unexpired updates.
+struct Counts {
+    /// (added content version, unexpired updates added then), ascending.
+    added: Vec<(i64, u64)>,
+    rows: HashMap<i64, [u64; 2]>,
+}
 
 impl SqliteStore {
-    /// (required, installed, not_required, unknown) per client rowid, over unexpired updates.
-    fn compliance_counts(
-        &self,
-        conn: &rusqlite::Connection,
-    ) -> Result<(u64, HashMap<i64, [u64; 3]>)> {
-        let total: i64 =
-            conn.query_row("SELECT COUNT(*) FROM updates WHERE expired = 0", [], |r| {
-                r.get(0)
-            })?;
+    fn compliance_counts(&self, conn: &rusqlite::Connection) -> Result<Counts> {
+        let added = conn
+            .prepare_cached(
+                "SELECT added_cv, COUNT(*) FROM updates WHERE expired = 0 GROUP BY added_cv ORDER BY added_cv",
+            )?
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3), SUM(s.state = 2) FROM update_states s JOIN updates u ON u.id = s.update_id AND u.expired = 0 GROUP BY s.client",
+            "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3) FROM update_states s JOIN updates u ON u.ukey = s.ukey AND u.expired = 0 WHERE s.state IN (1, 3) GROUP BY s.client",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                [
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, i64>(2)? as u64,
-                    r.get::<_, i64>(3)? as u64,
-                ],
-            ))
-        })?;
-        Ok((
-            total as u64,
-            rows.collect::<rusqlite::Result<HashMap<_, _>>>()?,
-        ))
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    [r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64],
+                ))
+            })?
+            .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+        Ok(Counts { added, rows })
     }
 }
 
-fn fill_counts(s: &mut ClientSummary, total: u64, counts: Option<&[u64; 3]>) {
-    let [req, inst, notreq] = counts.copied().unwrap_or([0, 0, 0]);
+/// Required and Installed come from the client's rows; Unknown is every unexpired update
+/// its last successful scan did not cover (all of them before its first); the rest is Not
+/// required.
+fn fill_counts(s: &mut ClientSummary, scanned_cv: Option<i64>, counts: &Counts, rowid: i64) {
+    let total: u64 = counts.added.iter().map(|(_, n)| n).sum();
+    let unknown: u64 = match scanned_cv {
+        None => total,
+        Some(cv) => counts
+            .added
+            .iter()
+            .filter(|(added, _)| *added > cv)
+            .map(|(_, n)| n)
+            .sum(),
+    };
+    let [req, inst] = counts.rows.get(&rowid).copied().unwrap_or([0, 0]);
     s.required = req;
     s.installed = inst;
-    s.not_required = notreq;
-    s.unknown = total.saturating_sub(req + inst + notreq);
+    s.unknown = unknown;
+    s.not_required = total.saturating_sub(req + inst + unknown);
 }
 
 impl ClientStore for SqliteStore {
@@ -229,10 +244,11 @@ impl ClientStore for SqliteStore {
         }
         let mut unknown = Vec::new();
         {
-            let mut known = tx.prepare_cached("SELECT 1 FROM updates WHERE id=?1")?;
+            let mut known = tx.prepare_cached("SELECT ukey FROM updates WHERE id=?1")?;
+            // Triggers keep `update_summary` in step within this transaction.
             let mut current = tx.prepare_cached(
-                "INSERT INTO update_states(client, update_id, state, restart_pending, revision, time_ms) VALUES (?1,?2,?3,?4,?5,?6)
-                 ON CONFLICT(client, update_id) DO UPDATE SET state=excluded.state, restart_pending=excluded.restart_pending,
+                "INSERT INTO update_states(client, ukey, state, restart_pending, revision, time_ms) VALUES (?1,?2,?3,?4,?5,?6)
+                 ON CONFLICT(client, ukey) DO UPDATE SET state=excluded.state, restart_pending=excluded.restart_pending,
                    revision=excluded.revision, time_ms=excluded.time_ms
                  WHERE excluded.time_ms >= update_states.time_ms",
             )?;
@@ -240,20 +256,19 @@ impl ClientStore for SqliteStore {
                 "INSERT INTO state_history(client, update_id, state, restart_pending, revision, time_ms, received_ms, batch_id, scan_id) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
             )?;
             for (m, state) in batch.messages.iter().zip(&states) {
-                if known
-                    .query_row(params![m.update_id], |_| Ok(()))
+                let Some(ukey) = known
+                    .query_row(params![m.update_id], |r| r.get::<_, i64>(0))
                     .optional()?
-                    .is_none()
-                {
+                else {
                     // Not in this catalog (e.g. a site restored from an older backup): not
                     // stored, and named in the answer so the client stops reporting it.
                     unknown.push(m.update_id.clone());
                     continue;
-                }
+                };
                 let t = m.time.as_millisecond();
                 current.execute(params![
                     client.rowid,
-                    m.update_id,
+                    ukey,
                     state.code(),
                     m.restart_pending,
                     m.revision,
@@ -273,6 +288,11 @@ impl ClientStore for SqliteStore {
             }
             let mut scan = tx.prepare_cached(
                 "INSERT OR IGNORE INTO scans(client, scan_id, trigger, kind, online, started_ms, duration_ms, result, content_version, required, installed, not_required) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+            )?;
+            let mut covered = tx.prepare_cached(
+                "UPDATE clients SET scanned_cv = ?2 WHERE id = ?1
+                   AND EXISTS (SELECT 1 FROM content_versions WHERE version = ?2 AND token = ?3)
+                   AND (last_scan_ms IS NULL OR last_scan_ms <= ?4)",
             )?;
             let mut last = tx.prepare_cached(
                 "UPDATE clients SET last_scan_ms=?2, last_scan_json=?3 WHERE id=?1 AND (last_scan_ms IS NULL OR last_scan_ms <= ?2)",
@@ -296,6 +316,13 @@ impl ClientStore for SqliteStore {
                 let json =
                     serde_json::to_string(s).map_err(|e| StoreError::Invalid(e.to_string()))?;
                 last.execute(params![client.rowid, started, json])?;
+                // A successful scan of a catalog that is this site's covers every update
+                // up to its version: from now on no state row means Not required.
+                if s.result == "succeeded"
+                    && let Some(token) = &s.content_token
+                {
+                    covered.execute(params![client.rowid, s.content_version, token, started])?;
+                }
             }
         }
         tx.execute(
@@ -317,15 +344,15 @@ impl ClientStore for SqliteStore {
 
     fn list_clients(&self) -> Result<Vec<ClientSummary>> {
         let conn = self.reader();
-        let (total, counts) = self.compliance_counts(&conn)?;
+        let counts = self.compliance_counts(&conn)?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, client_id"
         ))?;
         let rows = stmt.query_map([], summary_from_row)?;
         let mut out = Vec::new();
         for row in rows {
-            let (rowid, mut s) = row?;
-            fill_counts(&mut s, total, counts.get(&rowid));
+            let (rowid, scanned_cv, mut s) = row?;
+            fill_counts(&mut s, scanned_cv, &counts, rowid);
             out.push(s);
         }
         Ok(out)
@@ -333,14 +360,14 @@ impl ClientStore for SqliteStore {
 
     fn get_client(&self, key: &str) -> Result<Option<ClientDetail>> {
         let conn = self.reader();
-        let found: Vec<(i64, ClientSummary)> = {
+        let found: Vec<(i64, Option<i64>, ClientSummary)> = {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?1 COLLATE NOCASE OR client_id = ?1 LIMIT 2"
             ))?;
             stmt.query_map(params![key], summary_from_row)?
                 .collect::<rusqlite::Result<_>>()?
         };
-        let (rowid, mut summary) = match found.len() {
+        let (rowid, scanned_cv, mut summary) = match found.len() {
             0 => return Ok(None),
             1 => found
                 .into_iter()
@@ -352,8 +379,8 @@ impl ClientStore for SqliteStore {
                 )));
             }
         };
-        let (total, counts) = self.compliance_counts(&conn)?;
-        fill_counts(&mut summary, total, counts.get(&rowid));
+        let counts = self.compliance_counts(&conn)?;
+        fill_counts(&mut summary, scanned_cv, &counts, rowid);
         let last_scan_record: Option<ScanRecord> = conn
             .query_row(
                 "SELECT last_scan_json FROM clients WHERE id=?1",
@@ -366,7 +393,7 @@ impl ClientStore for SqliteStore {
             })
             .transpose()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT s.update_id, u.title, u.classification, s.state, s.restart_pending, s.time_ms FROM update_states s JOIN updates u ON u.id = s.update_id
+            "SELECT u.id, u.title, u.classification, s.state, s.restart_pending, s.time_ms FROM update_states s JOIN updates u ON u.ukey = s.ukey
              WHERE s.client = ?1 AND s.state IN (1, 3) AND u.expired = 0 ORDER BY s.state, u.title",
         )?;
         let updates = stmt

@@ -10,6 +10,7 @@ pub mod migrations;
 pub mod reports;
 pub mod sqlite;
 pub mod traits;
+pub mod views;
 
 pub use sqlite::SqliteStore;
 pub use traits::*;

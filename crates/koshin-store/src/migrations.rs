@@ -184,4 +184,137 @@ CREATE TABLE content_versions (
 INSERT INTO content_versions(version, token, created_ms)
     SELECT content_version, lower(hex(randomblob(16))), 0 FROM update_sources WHERE content_version > 0;
 "#,
+    // 4: compliance kept current and compact for summary reports at 150,000 clients.
+    // - `updates.ukey`: a stable integer key (state rows at scale must not carry UUID text);
+    //   `updates.added_cv`: the content version that (re)introduced the update.
+    // - `clients.scanned_cv`: the catalog version of the client's last successful scan whose
+    //   state messages have all arrived. A client covers an update when scanned_cv >= added_cv;
+    //   a covered client without a state row for it is Not required; an uncovered one is
+    //   Unknown (never reported, or the update is newer than its last scan).
+    // - `update_states`: explicit states only (a client reports Required and Installed, and a
+    //   change back to Not required), keyed by integers.
+    // - `update_summary` and `client_coverage`: counters kept by triggers in the same
+    //   transaction as the state change, so summary reports read ~catalog-sized tables and
+    //   are current the moment a batch commits.
+    r#"
+ALTER TABLE updates ADD COLUMN ukey INTEGER;
+ALTER TABLE updates ADD COLUMN added_cv INTEGER;
+UPDATE updates SET ukey = rowid, added_cv = content_version;
+CREATE UNIQUE INDEX updates_ukey ON updates(ukey);
+CREATE INDEX updates_added ON updates(added_cv);
+CREATE TRIGGER updates_keys AFTER INSERT ON updates
+WHEN NEW.ukey IS NULL OR NEW.added_cv IS NULL
+BEGIN
+    UPDATE updates SET
+        ukey = COALESCE(NEW.ukey, (SELECT COALESCE(MAX(ukey), 0) + 1 FROM updates)),
+        added_cv = COALESCE(NEW.added_cv, NEW.content_version)
+    WHERE rowid = NEW.rowid;
+END;
+CREATE TRIGGER updates_unexpired AFTER UPDATE OF expired ON updates
+WHEN OLD.expired = 1 AND NEW.expired = 0
+BEGIN
+    UPDATE updates SET added_cv = NEW.content_version WHERE rowid = NEW.rowid;
+END;
+
+ALTER TABLE clients ADD COLUMN scanned_cv INTEGER;
+UPDATE clients SET scanned_cv = (
+    SELECT s.content_version FROM scans s
+    WHERE s.client = clients.id AND s.result = 'succeeded'
+    ORDER BY s.started_ms DESC LIMIT 1);
+CREATE TABLE client_coverage (
+    cv INTEGER PRIMARY KEY,
+    clients INTEGER NOT NULL
+);
+INSERT INTO client_coverage(cv, clients)
+    SELECT scanned_cv, COUNT(*) FROM clients WHERE scanned_cv IS NOT NULL GROUP BY scanned_cv;
+CREATE TRIGGER clients_coverage_insert AFTER INSERT ON clients
+WHEN NEW.scanned_cv IS NOT NULL
+BEGIN
+    INSERT INTO client_coverage(cv, clients) VALUES (NEW.scanned_cv, 1)
+        ON CONFLICT(cv) DO UPDATE SET clients = clients + 1;
+END;
+CREATE TRIGGER clients_coverage_update AFTER UPDATE OF scanned_cv ON clients
+WHEN OLD.scanned_cv IS NOT NEW.scanned_cv
+BEGIN
+    UPDATE client_coverage SET clients = clients - 1 WHERE cv = OLD.scanned_cv;
+    DELETE FROM client_coverage WHERE cv = OLD.scanned_cv AND clients <= 0;
+    INSERT INTO client_coverage(cv, clients) SELECT NEW.scanned_cv, 1 WHERE NEW.scanned_cv IS NOT NULL
+        ON CONFLICT(cv) DO UPDATE SET clients = clients + 1;
+END;
+CREATE TRIGGER clients_coverage_delete AFTER DELETE ON clients
+WHEN OLD.scanned_cv IS NOT NULL
+BEGIN
+    UPDATE client_coverage SET clients = clients - 1 WHERE cv = OLD.scanned_cv;
+    DELETE FROM client_coverage WHERE cv = OLD.scanned_cv AND clients <= 0;
+END;
+
+CREATE TABLE update_states_v4 (
+    client INTEGER NOT NULL,
+    ukey INTEGER NOT NULL,
+    state INTEGER NOT NULL CHECK (state IN (1, 2, 3)),
+    restart_pending INTEGER NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    PRIMARY KEY (client, ukey)
+) WITHOUT ROWID;
+INSERT INTO update_states_v4(client, ukey, state, restart_pending, revision, time_ms)
+    SELECT s.client, u.ukey, s.state, s.restart_pending, s.revision, s.time_ms
+    FROM update_states s JOIN updates u ON u.id = s.update_id;
+DROP TABLE update_states;
+ALTER TABLE update_states_v4 RENAME TO update_states;
+CREATE INDEX update_states_update ON update_states(ukey, state);
+
+CREATE TABLE update_summary (
+    ukey INTEGER PRIMARY KEY,
+    required INTEGER NOT NULL DEFAULT 0,
+    installed INTEGER NOT NULL DEFAULT 0,
+    not_required INTEGER NOT NULL DEFAULT 0,
+    restart_pending INTEGER NOT NULL DEFAULT 0,
+    first_detected_ms INTEGER,
+    last_change_ms INTEGER
+);
+INSERT INTO update_summary(ukey, required, installed, not_required, restart_pending, first_detected_ms, last_change_ms)
+    SELECT ukey, SUM(state = 1), SUM(state = 3), SUM(state = 2), SUM(restart_pending <> 0),
+           MIN(CASE WHEN state IN (1, 3) THEN time_ms END), MAX(time_ms)
+    FROM update_states GROUP BY ukey;
+CREATE TRIGGER update_states_insert AFTER INSERT ON update_states
+BEGIN
+    INSERT INTO update_summary(ukey, required, installed, not_required, restart_pending, first_detected_ms, last_change_ms)
+    VALUES (NEW.ukey, NEW.state = 1, NEW.state = 3, NEW.state = 2, NEW.restart_pending <> 0,
+            CASE WHEN NEW.state IN (1, 3) THEN NEW.time_ms END, NEW.time_ms)
+    ON CONFLICT(ukey) DO UPDATE SET
+        required = required + excluded.required,
+        installed = installed + excluded.installed,
+        not_required = not_required + excluded.not_required,
+        restart_pending = restart_pending + excluded.restart_pending,
+        first_detected_ms = CASE
+            WHEN first_detected_ms IS NULL THEN excluded.first_detected_ms
+            WHEN excluded.first_detected_ms IS NULL THEN first_detected_ms
+            ELSE MIN(first_detected_ms, excluded.first_detected_ms) END,
+        last_change_ms = MAX(COALESCE(last_change_ms, 0), excluded.last_change_ms);
+END;
+CREATE TRIGGER update_states_update AFTER UPDATE ON update_states
+BEGIN
+    UPDATE update_summary SET
+        required = required - (OLD.state = 1) + (NEW.state = 1),
+        installed = installed - (OLD.state = 3) + (NEW.state = 3),
+        not_required = not_required - (OLD.state = 2) + (NEW.state = 2),
+        restart_pending = restart_pending - (OLD.restart_pending <> 0) + (NEW.restart_pending <> 0),
+        first_detected_ms = CASE
+            WHEN NEW.state NOT IN (1, 3) THEN first_detected_ms
+            WHEN first_detected_ms IS NULL THEN NEW.time_ms
+            ELSE MIN(first_detected_ms, NEW.time_ms) END,
+        last_change_ms = MAX(COALESCE(last_change_ms, 0), NEW.time_ms)
+    WHERE ukey = NEW.ukey;
+END;
+CREATE TRIGGER update_states_delete AFTER DELETE ON update_states
+BEGIN
+    UPDATE update_summary SET
+        required = required - (OLD.state = 1),
+        installed = installed - (OLD.state = 3),
+        not_required = not_required - (OLD.state = 2),
+        restart_pending = restart_pending - (OLD.restart_pending <> 0)
+    WHERE ukey = OLD.ukey;
+END;
+"#,
 ];

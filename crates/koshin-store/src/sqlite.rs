@@ -56,11 +56,12 @@ impl SqliteStore {
         let readers = (0..3)
             .map(|_| open_conn(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
-        let report = Connection::open_with_flags(
+        let mut report = Connection::open_with_flags(
             path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         report.busy_timeout(std::time::Duration::from_secs(30))?;
+        crate::reports::guard(&mut report)?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
             readers,
@@ -115,6 +116,12 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit()?;
         tracing::info!(version = i + 1, "applied site database migration");
     }
+    let tx = conn.transaction()?;
+    for v in crate::views::VIEW_NAMES.iter().rev() {
+        tx.execute_batch(&format!("DROP VIEW IF EXISTS {v};"))?;
+    }
+    tx.execute_batch(crate::views::VIEWS)?;
+    tx.commit()?;
     Ok(())
 }
 

@@ -157,6 +157,9 @@ pub trait ReportStore: Send + Sync {
     /// Runs a read-only query with named parameters (`:name`). A statement that would
     /// write is refused.
     fn run_report(&self, sql: &str, params: &[(String, String)]) -> Result<ReportRows>;
+    /// Prepares a report without running it: a statement that would write, or read what
+    /// reports may not (administrator tokens, client credentials), is refused.
+    fn check_report(&self, sql: &str) -> Result<()>;
 }
 
 /// Everything a site keeps.

@@ -303,6 +303,10 @@ pub struct ScanRecord {
     /// "succeeded", or "failed: <reason>".
     pub result: String,
     pub content_version: i64,
+    /// The token of that catalog version (`ClientCatalog::token`): the site counts the scan
+    /// as covering its catalog only when the token is its own for that version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_token: Option<String>,
     pub required: u64,
     pub installed: u64,
     pub not_required: u64,
@@ -380,7 +384,19 @@ pub struct ReportInfo {
     pub title: String,
     pub category: String,
     pub parameters: Vec<String>,
+    /// The report's file, header comments included: copy it to `DATA/reports/NAME.sql`.
     pub sql: String,
+    #[serde(default)]
+    pub description: String,
+    /// "built-in", or the path of the site's own report file.
+    #[serde(default)]
+    pub source: String,
+    /// The capability whose data completes it; until then it runs and returns no rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_by: Option<String>,
+    /// Why it cannot run (a bad file, a statement that writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A report's rows: each row an object keyed by column name.
@@ -389,6 +405,12 @@ pub struct ReportResult {
     pub name: String,
     pub columns: Vec<String>,
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// When the site ran it: the data is current as of this moment.
+    pub generated: Timestamp,
+    pub duration_ms: u64,
+    /// With `refresh_minutes` (1–60, P9): when a console showing it should ask again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_refresh: Option<Timestamp>,
 }
 
 // ---------------------------------------------------------------------------------------

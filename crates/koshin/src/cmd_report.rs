@@ -67,15 +67,22 @@ pub async fn run(api: &Api, cmd: ReportCommand) -> anyhow::Result<ExitCode> {
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|r| {
+                        let note = match (&r.error, &r.completed_by) {
+                            (Some(e), _) => format!("cannot run: {e}"),
+                            (None, Some(c)) => format!("completed by {c}"),
+                            (None, None) if r.source != "built-in" => r.source.clone(),
+                            (None, None) => String::new(),
+                        };
                         vec![
                             r.name.clone(),
                             r.category.clone(),
                             r.parameters.join(", "),
                             r.title.clone(),
+                            note,
                         ]
                     })
                     .collect();
-                output::table(&["NAME", "CATEGORY", "PARAMETERS", "TITLE"], &rows);
+                output::table(&["NAME", "CATEGORY", "PARAMETERS", "TITLE", "NOTE"], &rows);
             }
         }
         ReportCommand::Sql { name } => {
@@ -84,7 +91,9 @@ pub async fn run(api: &Api, cmd: ReportCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .find(|r| r.name == name)
                 .ok_or_else(|| anyhow::anyhow!("no report named '{name}' (koshin report list)"))?;
-            println!("-- {} ({})", r.title, r.category);
+            if let Some(e) = &r.error {
+                eprintln!("koshin: report {name} cannot run: {e}");
+            }
             println!("{}", r.sql);
         }
         ReportCommand::Run {
@@ -129,7 +138,12 @@ pub async fn run(api: &Api, cmd: ReportCommand) -> anyhow::Result<ExitCode> {
                         .collect();
                     let h: Vec<&str> = headers.iter().map(String::as_str).collect();
                     output::table(&h, &rows);
-                    eprintln!("{} rows", res.rows.len());
+                    eprintln!(
+                        "{} rows, generated {} in {} ms",
+                        res.rows.len(),
+                        res.generated.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                        res.duration_ms
+                    );
                 }
             }
         }

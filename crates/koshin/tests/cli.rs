@@ -443,3 +443,195 @@ fn quick_start_syncs_this_machines_apt_sources_and_agrees_with_apt() {
         .collect();
     assert_eq!(site_required, agent_required);
 }
+
+/// The report names of cli.md, every one of which `koshin report list` must hold.
+const CLI_MD_REPORTS: &[(&str, &[&str])] = &[
+    ("compliance-by-product", &[]),
+    ("compliance-by-update", &["update"]),
+    ("computers-for-update", &["update"]),
+    ("updates-for-computer", &["computer"]),
+    ("updates-not-approved", &[]),
+    ("updates-with-counts", &[]),
+    ("computers-with-update-distribution-status", &["update"]),
+    ("distribution-status-summary", &[]),
+    ("distribution-status-by-update", &["update"]),
+    ("failed-distributions-summary", &[]),
+    ("computers-with-errors-for-deployment", &["deployment"]),
+    ("infrastructure-status", &[]),
+    ("status-messages-for-computer", &["computer", "days"]),
+    ("new-updates-7-days", &[]),
+    ("package-transfer-progress", &["package"]),
+    ("owners-missing-approved-updates", &[]),
+    ("inventory-health", &[]),
+];
+
+/// P9 and cli.md: `report list` holds every named report with its parameters, `report sql`
+/// prints each one's SQL (a file that can be copied), every report runs in every format,
+/// and a copied, edited report file appears in the list and runs.
+#[test]
+fn report_list_sql_and_run_cover_every_named_report() {
+    let (a, server) = archive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("site");
+    let line = |suite: &str| {
+        format!(
+            "deb [signed-by={} arch=amd64] {} {suite} main",
+            a.keyring().display(),
+            a.uri(&server)
+        )
+    };
+    init(&data, &[line("bookworm"), line("bookworm-security")]);
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let token = token.trim();
+    let site = start(
+        &[
+            "site",
+            "serve",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "serving on ",
+    );
+    let out = koshin(&site.url, token, &["sync", "--wait", "--full"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let list = json(&koshin(&site.url, token, &["report", "list", "--json"]));
+    let list = list.as_array().expect("a list");
+    for (name, params) in CLI_MD_REPORTS {
+        let r = list
+            .iter()
+            .find(|r| r["name"] == *name)
+            .unwrap_or_else(|| panic!("report list lacks {name}"));
+        let got: Vec<&str> = r["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| p.as_str().expect("a name"))
+            .collect();
+        assert_eq!(&got, params, "{name}: parameters");
+        assert_eq!(r["source"], "built-in");
+
+        let sql = koshin(&site.url, token, &["report", "sql", name]);
+        assert!(sql.status.success(), "report sql {name}");
+        let sql = String::from_utf8_lossy(&sql.stdout);
+        assert!(sql.contains("-- title: "), "{name}: {sql}");
+        assert!(sql.to_uppercase().contains("SELECT"), "{name}: {sql}");
+
+        let mut args = vec!["report".to_string(), "run".into(), name.to_string()];
+        for p in *params {
+            args.push("--param".into());
+            args.push(match *p {
+                "days" => "days=7".to_string(),
+                "computer" => "computer=KOSHIN-TEST".to_string(),
+                other => format!("{other}=x"),
+            });
+        }
+        for format in ["json", "csv", "table"] {
+            let mut a = args.clone();
+            a.extend(["--format".to_string(), format.to_string()]);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            let out = koshin(&site.url, token, &a);
+            assert!(
+                out.status.success(),
+                "report run {name} --format {format}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if format == "json" {
+                let rows: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).expect("JSON rows");
+                assert!(rows.is_array(), "{name}");
+            }
+        }
+    }
+    // A report run without its parameter says which one is missing.
+    let out = koshin(&site.url, token, &["report", "run", "computers-for-update"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("update"));
+
+    // The JSON rows of updates-with-counts carry the fields cli.md names.
+    let rows = json(&koshin(
+        &site.url,
+        token,
+        &["report", "run", "updates-with-counts", "--format", "json"],
+    ));
+    let first = &rows.as_array().expect("rows")[0];
+    for k in [
+        "id",
+        "title",
+        "required",
+        "installed",
+        "not_required",
+        "unknown",
+    ] {
+        assert!(
+            first.get(k).is_some(),
+            "updates-with-counts lacks {k}: {first}"
+        );
+    }
+
+    // Copy a report's SQL into the site's reports folder, edit it, and it is a report.
+    let sql = koshin(&site.url, token, &["report", "sql", "updates-with-counts"]);
+    let text = String::from_utf8_lossy(&sql.stdout)
+        .replace(
+            "-- title: Updates with counts of applicable and installed computers",
+            "-- title: Security updates with counts",
+        )
+        .replace(
+            "WHERE expired = 0",
+            "WHERE expired = 0 AND classification = :class",
+        );
+    std::fs::write(data.join("reports").join("security-counts.sql"), text).expect("write");
+    let list = json(&koshin(&site.url, token, &["report", "list", "--json"]));
+    let mine = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|r| r["name"] == "security-counts")
+        .expect("the copied report is listed");
+    assert_eq!(mine["title"], "Security updates with counts");
+    assert_eq!(mine["parameters"], serde_json::json!(["class"]));
+    assert!(mine.get("error").is_none(), "{mine}");
+    let rows = json(&koshin(
+        &site.url,
+        token,
+        &[
+            "report",
+            "run",
+            "security-counts",
+            "--param",
+            "class=Security Updates",
+            "--format",
+            "json",
+        ],
+    ));
+    let rows = rows.as_array().expect("rows");
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["title"].as_str().is_some()));
+
+    // A report file that writes is listed with the reason and refused when run.
+    std::fs::write(
+        data.join("reports").join("wipe.sql"),
+        "-- title: Wipe\nDELETE FROM updates",
+    )
+    .expect("write");
+    let out = koshin(&site.url, token, &["report", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot run"));
+    let out = koshin(&site.url, token, &["report", "run", "wipe"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may only read"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let updates = json(&koshin(&site.url, token, &["updates", "list", "--json"]));
+    assert!(
+        !updates.as_array().expect("list").is_empty(),
+        "nothing was deleted"
+    );
+}

@@ -306,12 +306,11 @@ impl Served {
     }
 
     /// The site's current (state, restart_pending) of one client for the update titled
-    /// `title`; `None` when the site has no state for it (unknown).
+    /// `title`, as reports see it; `None` when it is Unknown at the site.
     pub fn current_state(&self, client_id: &str, title: &str) -> Option<(String, bool)> {
         let rows = self.query(
-            "SELECT CASE s.state WHEN 1 THEN 'required' WHEN 2 THEN 'not_required' WHEN 3 THEN 'installed' END, s.restart_pending
-             FROM update_states s JOIN updates u ON u.id = s.update_id
-             WHERE s.client = (SELECT id FROM clients WHERE client_id = :c) AND u.title = :t",
+            "SELECT state, restart_pending FROM v_compliance
+             WHERE client_id = :c AND title = :t AND state <> 'unknown'",
             &[("c", client_id), ("t", title)],
         );
         rows.first().map(|r| {

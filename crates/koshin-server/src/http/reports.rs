@@ -1,47 +1,121 @@
-//! Reports: the list, the SQL behind each, and running one with its parameters.
+//! Reports: the list, the SQL behind each, and running one with its parameters. A console
+//! polls `GET /api/v1/reports/NAME?refresh_minutes=N` (N from 1 to 60, P9); the answer says
+//! when it was generated and when to ask again, and carries a `Refresh` header.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::{CACHE_CONTROL, HeaderValue};
 use koshin_wire::{ReportInfo, ReportResult};
 
 use super::auth::Admin;
 use super::error::{AppError, blocking};
-use crate::reports::{REPORTS, find};
+use crate::reports;
 use crate::site::Site;
 
-pub async fn list(_admin: Admin) -> Json<Vec<ReportInfo>> {
-    Json(REPORTS.iter().map(|r| r.info()).collect())
+/// The query key that asks for a refresh interval rather than passing a report parameter.
+const REFRESH: &str = "refresh_minutes";
+
+pub async fn list(
+    _admin: Admin,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<Vec<ReportInfo>>, AppError> {
+    let store = site.store.clone();
+    let data = site.data.clone();
+    blocking(move || {
+        let mut out = Vec::new();
+        for mut r in reports::all(&data) {
+            // The site's own files are checked as they are listed: one that writes, or
+            // does not prepare, shows why instead of failing only when run.
+            if r.error.is_none()
+                && r.source != reports::Source::BuiltIn
+                && let Err(e) = store.check_report(&r.sql)
+            {
+                r.error = Some(e.to_string());
+            }
+            out.push(r.info());
+        }
+        Ok(Json(out))
+    })
+    .await
 }
 
 pub async fn run(
     _admin: Admin,
     State(site): State<Arc<Site>>,
     Path(name): Path<String>,
-    Query(params): Query<BTreeMap<String, String>>,
-) -> Result<Json<ReportResult>, AppError> {
-    let report = find(&name).ok_or_else(|| {
-        AppError::NotFound(format!("no report named '{name}' (koshin report list)"))
-    })?;
-    for p in report.parameters {
-        if !params.contains_key(*p) {
+    Query(mut params): Query<BTreeMap<String, String>>,
+) -> Result<(HeaderMap, Json<ReportResult>), AppError> {
+    let refresh = match params.remove(REFRESH) {
+        None => None,
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(m @ 1..=60) => Some(m),
+            _ => {
+                return Err(AppError::BadRequest(format!(
+                    "{REFRESH} must be a whole number of minutes from 1 to 60, not '{v}'"
+                )));
+            }
+        },
+    };
+    let store = site.store.clone();
+    let data = site.data.clone();
+    let (report, columns, rows, duration_ms) = blocking(move || {
+        let report = reports::find(&data, &name).ok_or_else(|| {
+            AppError::NotFound(format!("no report named '{name}' (koshin report list)"))
+        })?;
+        if let Some(e) = &report.error {
+            return Err(AppError::BadRequest(format!("report {name}: {e}")));
+        }
+        for p in &report.parameters {
+            if !params.contains_key(p) {
+                return Err(AppError::BadRequest(format!(
+                    "report {name} needs the parameter '{p}' (--param {p}=VALUE)"
+                )));
+            }
+        }
+        if let Some(extra) = params.keys().find(|k| !report.parameters.contains(k)) {
             return Err(AppError::BadRequest(format!(
-                "report {name} needs the parameter '{p}' (--param {p}=VALUE)"
+                "report {name} has no parameter '{extra}'{}",
+                if report.parameters.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it takes: {})", report.parameters.join(", "))
+                }
             )));
         }
+        let params: Vec<(String, String)> = params.into_iter().collect();
+        let t = Instant::now();
+        let (columns, rows) = store.run_report(&report.sql, &params)?;
+        Ok((report, columns, rows, t.elapsed().as_millis() as u64))
+    })
+    .await?;
+    let generated = jiff::Timestamp::now();
+    let next_refresh =
+        refresh.map(|m| generated + jiff::SignedDuration::from_secs(i64::from(m) * 60));
+    let mut headers = HeaderMap::new();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(m) = refresh
+        && let Ok(v) = HeaderValue::from_str(&(u64::from(m) * 60).to_string())
+    {
+        headers.insert("refresh", v);
     }
-    let store = site.store.clone();
-    let params: Vec<(String, String)> = params.into_iter().collect();
-    let (columns, rows) = blocking(move || Ok(store.run_report(report.sql, &params)?)).await?;
     let rows = rows
         .into_iter()
         .map(|r| columns.iter().cloned().zip(r).collect())
         .collect();
-    Ok(Json(ReportResult {
-        name,
-        columns,
-        rows,
-    }))
+    Ok((
+        headers,
+        Json(ReportResult {
+            name: report.name,
+            columns,
+            rows,
+            generated,
+            duration_ms,
+            next_refresh,
+        }),
+    ))
 }

@@ -1,0 +1,102 @@
+//! The documented views reports read (docs/reports.md). Views hold no data, so they are
+//! dropped and created anew each time the site database opens: a koshin upgrade may change
+//! a view without a migration, and a user's report reads the same names across versions.
+//!
+//! Names: `*_key` columns are the integer keys the state tables use, `*_ms` are
+//! milliseconds since 1970 UTC, and the ISO-8601 text columns beside them are for people.
+
+/// The view names, in the order they are created.
+pub const VIEW_NAMES: &[&str] = &[
+    "v_updates",
+    "v_clients",
+    "v_update_states",
+    "v_update_compliance",
+    "v_compliance",
+    "v_status_messages",
+    "v_scans",
+    "v_sync_runs",
+];
+
+pub const VIEWS: &str = r#"
+CREATE VIEW v_updates AS
+SELECT id AS update_id, ukey AS update_key, revision, title, product, classification, vendor,
+       article_id, bulletin_id, severity, source, version, superseded_by, expired,
+       strftime('%Y-%m-%dT%H:%M:%SZ', released_ms / 1000, 'unixepoch') AS released,
+       strftime('%Y-%m-%dT%H:%M:%SZ', revised_ms / 1000, 'unixepoch') AS revised,
+       released_ms, revised_ms, first_synced_ms, expired_ms,
+       added_cv AS added_content_version, content_version
+FROM updates;
+
+CREATE VIEW v_clients AS
+SELECT id AS client_key, client_id, name AS computer, os, os_release, architecture, site,
+       agent_version, enrolled_ms, last_contact_ms, last_policy_ms, last_scan_ms,
+       strftime('%Y-%m-%dT%H:%M:%SZ', last_scan_ms / 1000, 'unixepoch') AS last_scan,
+       json_extract(last_scan_json, '$.result') AS last_scan_result,
+       scanned_cv AS scanned_content_version
+FROM clients;
+
+CREATE VIEW v_update_states AS
+SELECT c.name AS computer, c.client_id, u.id AS update_id, u.title,
+       s.client AS client_key, s.ukey AS update_key,
+       CASE s.state WHEN 1 THEN 'required' WHEN 2 THEN 'not_required' WHEN 3 THEN 'installed' END AS state,
+       s.restart_pending, s.revision, s.time_ms
+FROM update_states s
+JOIN clients c ON c.id = s.client
+JOIN updates u ON u.ukey = s.ukey;
+
+CREATE VIEW v_update_compliance AS
+WITH total AS (SELECT COUNT(*) AS n FROM clients),
+     cov AS (
+        SELECT a.added_cv,
+               (SELECT COALESCE(SUM(clients), 0) FROM client_coverage WHERE cv >= a.added_cv) AS covered
+        FROM (SELECT DISTINCT added_cv FROM updates) a)
+SELECT u.id AS update_id, u.ukey AS update_key, u.title, u.product, u.classification,
+       u.article_id, u.bulletin_id, u.severity, u.expired, u.released_ms, u.revised_ms,
+       COALESCE(s.required, 0) AS required,
+       COALESCE(s.installed, 0) AS installed,
+       MAX(0, cov.covered - COALESCE(s.required, 0) - COALESCE(s.installed, 0)) AS not_required,
+       MAX(0, total.n - MAX(cov.covered, COALESCE(s.required, 0) + COALESCE(s.installed, 0))) AS unknown,
+       COALESCE(s.restart_pending, 0) AS restart_pending,
+       s.first_detected_ms
+FROM updates u
+JOIN cov ON cov.added_cv = u.added_cv
+JOIN total
+LEFT JOIN update_summary s ON s.ukey = u.ukey;
+
+CREATE VIEW v_compliance AS
+SELECT c.id AS client_key, c.name AS computer, c.client_id,
+       u.ukey AS update_key, u.id AS update_id, u.title, u.product, u.classification,
+       u.article_id, u.expired,
+       CASE
+           WHEN s.state = 1 THEN 'required'
+           WHEN s.state = 3 THEN 'installed'
+           WHEN s.state = 2 THEN 'not_required'
+           WHEN c.scanned_cv >= u.added_cv THEN 'not_required'
+           ELSE 'unknown'
+       END AS state,
+       COALESCE(s.restart_pending, 0) AS restart_pending,
+       s.time_ms AS state_time_ms
+FROM clients c
+JOIN updates u
+LEFT JOIN update_states s ON s.client = c.id AND s.ukey = u.ukey;
+
+CREATE VIEW v_status_messages AS
+SELECT id AS record_id, message_id, severity, level, source, component, system, site,
+       process_id, thread_id, time_ms,
+       strftime('%Y-%m-%dT%H:%M:%SZ', time_ms / 1000, 'unixepoch') AS time,
+       insertion_strings, attributes
+FROM status_messages;
+
+CREATE VIEW v_scans AS
+SELECT c.name AS computer, c.client_id, s.client AS client_key, s.scan_id, s.trigger, s.kind,
+       s.online, s.started_ms,
+       strftime('%Y-%m-%dT%H:%M:%SZ', s.started_ms / 1000, 'unixepoch') AS started,
+       s.duration_ms, s.result, s.content_version, s.required, s.installed, s.not_required
+FROM scans s JOIN clients c ON c.id = s.client;
+
+CREATE VIEW v_sync_runs AS
+SELECT id AS run_id, kind, trigger, state, started_ms, finished_ms,
+       strftime('%Y-%m-%dT%H:%M:%SZ', started_ms / 1000, 'unixepoch') AS started,
+       error, items, content_version, phase
+FROM sync_runs;
+"#;
