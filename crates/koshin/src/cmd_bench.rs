@@ -46,6 +46,9 @@ pub enum BenchCommand {
     Sync(SyncBenchArgs),
     /// An offline agent scan of this machine against `apt list --upgradable`, same sources.
     Scan(crate::bench_scan::ScanBenchArgs),
+    /// The summary reports of a generated estate (default 150,000 clients x the full
+    /// catalog of this machine's APT sources), beside an aggregate over every state row.
+    Reports(crate::bench_reports::ReportsBenchArgs),
 }
 
 #[derive(Args)]
@@ -77,6 +80,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Sync(args) => bench_sync(args).await,
         BenchCommand::Scan(args) => crate::bench_scan::run(args).await,
+        BenchCommand::Reports(args) => crate::bench_reports::run(args).await,
     }
 }
 

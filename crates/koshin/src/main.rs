@@ -2,6 +2,7 @@
 //! act on a data folder; every other command talks to a site over its HTTP API
 //! (`--site`, `--token`), exactly as outside scripts do.
 
+mod bench_reports;
 mod bench_scan;
 mod client;
 mod cmd_bench;

@@ -1,0 +1,499 @@
+//! `koshin bench reports`: the summary reports of a site holding a large estate — by
+//! default 150,000 clients against the full catalog of this machine's APT sources — timed
+//! through the HTTP API a console polls. Beside them, in the same run, the same summary
+//! computed the obvious way (an aggregate over every state row) as the baseline the
+//! counters replace, the ingest rate of state-message batches at that size, and how soon a
+//! stored state message shows in a report.
+//!
+//! The estate is generated once and kept (default `$HOME/.cache/koshin-bench/`): a real
+//! full sync gives the catalog; each client gets a base set of updates every machine has,
+//! plus those of one of 64 roles, each Installed or Required by the client's patch lag; 2%
+//! of the clients never scanned (Unknown).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use rusqlite::params;
+
+#[derive(Args)]
+pub struct ReportsBenchArgs {
+    /// Clients in the generated estate.
+    #[arg(long, default_value_t = 150_000)]
+    clients: u32,
+    /// Updates that apply to each client (Required or Installed); the rest of the catalog
+    /// is Not required.
+    #[arg(long, default_value_t = 400)]
+    applicable: u32,
+    /// Timed runs of each report.
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// The site folder of the estate: generated on first use, then reused
+    /// [default: $HOME/.cache/koshin-bench/reports-CLIENTS-APPLICABLE].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Generate the estate again even if one is there.
+    #[arg(long)]
+    regenerate: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// A baseline report the counters replace: the per-update counts aggregated over every
+/// state row, as a report file of the bench site.
+const BASELINE: &str = "-- title: Bench baseline: counts aggregated over every state row
+-- category: Bench
+SELECT u.id, u.title,
+       COALESCE(SUM(s.state = 1), 0) AS required,
+       COALESCE(SUM(s.state = 3), 0) AS installed
+FROM updates u LEFT JOIN update_states s ON s.ukey = u.ukey
+WHERE u.expired = 0
+GROUP BY u.ukey
+ORDER BY required DESC, installed DESC, u.title
+";
+
+const COMPLETE: &str = ".bench-complete";
+
+fn default_dir(a: &ReportsBenchArgs) -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set; give --data"))?;
+    Ok(PathBuf::from(home)
+        .join(".cache/koshin-bench")
+        .join(format!("reports-{}-{}", a.clients, a.applicable)))
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Syncs the catalog and generates the estate into `data`.
+async fn generate(a: &ReportsBenchArgs, data: &Path) -> anyhow::Result<()> {
+    if data.exists() {
+        std::fs::remove_dir_all(data).with_context(|| format!("cannot clear {}", data.display()))?;
+    }
+    if let Some(parent) = data.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    eprintln!("bench: full sync of this machine's APT sources into {} ...", data.display());
+    koshin_server::init::init_site(&koshin_server::init::InitOptions {
+        code: "BEN".into(),
+        data: data.to_path_buf(),
+        upstreams: vec!["system".into()],
+        listen: Some("127.0.0.1:0".into()),
+        parent: None,
+    })?;
+    {
+        let site = koshin_server::Site::open(data)?;
+        koshin_server::sync::SyncManager::new(site.clone())
+            .run_once(
+                koshin_domain::SyncTrigger::FullRequest,
+                koshin_domain::SyncKind::Full,
+            )
+            .await
+            .map_err(|f| anyhow!("the sync failed: {} ({})", f.reason, f.source))?;
+    }
+    let (clients, applicable) = (a.clients, a.applicable);
+    let path = data.join(koshin_server::init::DATABASE_FILE);
+    tokio::task::spawn_blocking(move || fill(&path, clients, applicable)).await??;
+    std::fs::write(data.join(COMPLETE), "")?;
+    Ok(())
+}
+
+/// Writes the clients and their state rows straight into the database, in key order, with
+/// the triggers that keep the counters on (they are what is measured).
+fn fill(db: &Path, clients: u32, applicable: u32) -> anyhow::Result<()> {
+    let mut conn = rusqlite::Connection::open(db)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -1_048_576)?;
+    let cv: i64 = conn.query_row("SELECT MAX(content_version) FROM update_sources", [], |r| {
+        r.get(0)
+    })?;
+    let mut ukeys: Vec<i64> = conn
+        .prepare("SELECT ukey FROM updates WHERE expired = 0 ORDER BY ukey")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let base_n = (applicable as usize * 5 / 8).min(ukeys.len());
+    let role_n = (applicable as usize - base_n).min(ukeys.len() - base_n);
+    if ukeys.len() < applicable as usize {
+        bail!(
+            "the catalog has {} updates, fewer than --applicable {applicable}",
+            ukeys.len()
+        );
+    }
+    let mut rng = StdRng::seed_from_u64(0x6b6f7368696e);
+    ukeys.shuffle(&mut rng);
+    let base: Vec<i64> = ukeys[..base_n].to_vec();
+    // 64 roles, each drawing its extra updates from the next 10,000 of the catalog.
+    let pool = &ukeys[base_n..(base_n + 10_000).min(ukeys.len())];
+    let roles: Vec<Vec<i64>> = (0..64)
+        .map(|_| {
+            let mut r: Vec<i64> = pool.choose_multiple(&mut rng, role_n).copied().collect();
+            r.extend(&base);
+            r.sort_unstable();
+            r
+        })
+        .collect();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let tx = conn.transaction()?;
+    tx.execute_batch("DROP INDEX IF EXISTS update_states_update;")?;
+    {
+        let mut ins = tx.prepare(
+            "INSERT INTO clients(id, client_id, name, os, os_release, architecture, site, agent_version, credential_sha256, enrolled_ms, last_contact_ms, last_scan_ms, scanned_cv)
+             VALUES (?1, ?2, ?3, 'Debian', 'Debian GNU/Linux 12 (bookworm)', 'amd64', 'BEN', 'bench', ?4, ?5, ?5, ?6, ?7)",
+        )?;
+        let pb = bar(u64::from(clients), "clients");
+        for c in 1..=i64::from(clients) {
+            let scanned = rng.random::<f64>() >= 0.02;
+            ins.execute(params![
+                c,
+                format!("00000000-0000-4000-8000-{c:012}"),
+                format!("host-{c:06}"),
+                format!("bench-credential-{c}"),
+                now - 3_600_000,
+                scanned.then_some(now - 1_800_000),
+                scanned.then_some(cv),
+            ])?;
+            if c % 1000 == 0 {
+                pb.set_position(c as u64);
+            }
+        }
+        pb.finish();
+    }
+    tx.commit()?;
+    let scanned: Vec<i64> = conn
+        .prepare("SELECT id FROM clients WHERE scanned_cv IS NOT NULL ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let pb = bar(scanned.len() as u64, "state rows by client");
+    for chunk in scanned.chunks(2_000) {
+        let tx = conn.transaction()?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO update_states(client, ukey, state, restart_pending, revision, time_ms) VALUES (?1, ?2, ?3, 0, 1, ?4)",
+            )?;
+            for &c in chunk {
+                let role = &roles[rng.random_range(0..roles.len())];
+                // Patch lag: most machines are current, a tail is far behind.
+                let lag = [0.0, 0.0, 0.02, 0.05, 0.1, 0.3][rng.random_range(0..6)];
+                for &u in role {
+                    let state = if rng.random::<f64>() < lag { 1 } else { 3 };
+                    ins.execute(params![c, u, state, now - 1_800_000])?;
+                }
+            }
+        }
+        tx.commit()?;
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish();
+    eprintln!("bench: indexing the state rows by update ...");
+    conn.execute_batch(
+        "CREATE INDEX update_states_update ON update_states(ukey, state); PRAGMA wal_checkpoint(TRUNCATE);",
+    )?;
+    Ok(())
+}
+
+fn stats(v: &mut [Duration]) -> (f64, f64) {
+    v.sort();
+    (
+        v[0].as_secs_f64() * 1e3,
+        v[v.len() / 2].as_secs_f64() * 1e3,
+    )
+}
+
+#[derive(serde::Serialize)]
+struct Row {
+    what: String,
+    rows: usize,
+    min_ms: f64,
+    median_ms: f64,
+}
+
+pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if a.clients == 0 || a.applicable == 0 {
+        bail!("--clients and --applicable must be at least 1");
+    }
+    let data = match &a.data {
+        Some(d) => d.clone(),
+        None => default_dir(&a)?,
+    };
+    if a.regenerate || !data.join(COMPLETE).exists() {
+        let t = Instant::now();
+        generate(&a, &data).await?;
+        eprintln!("bench: estate generated in {:.0} s", t.elapsed().as_secs_f64());
+    } else {
+        eprintln!("bench: reusing the estate in {}", data.display());
+    }
+    std::fs::write(
+        data.join(koshin_server::reports::REPORTS_DIR)
+            .join("bench-aggregate-over-rows.sql"),
+        BASELINE,
+    )?;
+    let site = koshin_server::Site::open(&data)?;
+    let store = site.store.clone();
+    let db_bytes = std::fs::metadata(data.join(koshin_server::init::DATABASE_FILE))?.len();
+    let (n_clients, n_updates, n_rows): (i64, i64, i64) = {
+        let (cols, rows) = store.run_report(
+            "SELECT (SELECT COUNT(*) FROM clients), (SELECT COUNT(*) FROM updates WHERE expired = 0), (SELECT COUNT(*) FROM update_states)",
+            &[],
+        )?;
+        let r = rows.first().ok_or_else(|| anyhow!("no counts"))?;
+        let g = |i: usize| r.get(i).and_then(|v| v.as_i64()).unwrap_or(0);
+        let _ = cols;
+        (g(0), g(1), g(2))
+    };
+    eprintln!(
+        "bench: {n_clients} clients, {n_updates} updates, {n_rows} state rows, database {:.1} GB",
+        db_bytes as f64 / 1e9
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(koshin_server::serve(site.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    let token = std::fs::read_to_string(data.join("admin.token"))?;
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = url.clone();
+        let token = token.trim().to_string();
+        async move {
+            let t = Instant::now();
+            let resp = http
+                .get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                bail!("GET {path}: {}", resp.status());
+            }
+            let v: koshin_wire::ReportResult = resp.json().await?;
+            Ok::<_, anyhow::Error>((t.elapsed(), v))
+        }
+    };
+
+    // The most widely applicable update and a client with Required updates, for the
+    // parameterized reports.
+    let (_, top) = get("/api/v1/reports/updates-with-counts".into()).await?;
+    let popular = top
+        .rows
+        .iter()
+        .max_by_key(|r| {
+            r.get("required").and_then(|v| v.as_i64()).unwrap_or(0)
+                + r.get("installed").and_then(|v| v.as_i64()).unwrap_or(0)
+        })
+        .and_then(|r| r.get("id").and_then(|v| v.as_str()).map(str::to_string))
+        .ok_or_else(|| anyhow!("no updates"))?;
+    let computer = "host-000001";
+
+    let cases: Vec<(String, String)> = vec![
+        ("updates-with-counts".into(), "/api/v1/reports/updates-with-counts".into()),
+        ("compliance-by-product".into(), "/api/v1/reports/compliance-by-product".into()),
+        ("new-updates-7-days".into(), "/api/v1/reports/new-updates-7-days".into()),
+        ("updates-not-approved".into(), "/api/v1/reports/updates-not-approved".into()),
+        (
+            "computers-for-update (most applicable update)".into(),
+            format!("/api/v1/reports/computers-for-update?update={popular}"),
+        ),
+        (
+            "compliance-by-update (most applicable update)".into(),
+            format!("/api/v1/reports/compliance-by-update?update={popular}"),
+        ),
+        (
+            "updates-for-computer".into(),
+            format!("/api/v1/reports/updates-for-computer?computer={computer}"),
+        ),
+        ("infrastructure-status".into(), "/api/v1/reports/infrastructure-status".into()),
+        (
+            "baseline: counts aggregated over every state row".into(),
+            "/api/v1/reports/bench-aggregate-over-rows".into(),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (what, path) in &cases {
+        eprintln!("bench: {what} ...");
+        let (_, warm) = get(path.clone()).await?;
+        let mut times = Vec::with_capacity(a.runs);
+        for _ in 0..a.runs {
+            times.push(get(path.clone()).await?.0);
+        }
+        let (min_ms, median_ms) = stats(&mut times);
+        out.push(Row {
+            what: what.clone(),
+            rows: warm.rows.len(),
+            min_ms,
+            median_ms,
+        });
+    }
+
+    // Ingest at this size: first-scan-sized batches through the store, each flipping the
+    // states of one generated client, as the management point stores them.
+    eprintln!("bench: ingesting state-message batches ...");
+    let (ingest_msgs, ingest_time, visible_ms) = {
+        let store = store.clone();
+        let popular = popular.clone();
+        tokio::task::spawn_blocking(move || ingest(&*store, &popular)).await??
+    };
+    let _ = stop.send(());
+    let _ = server.await;
+
+    if a.json {
+        crate::output::json(&serde_json::json!({
+            "clients": n_clients,
+            "updates": n_updates,
+            "state_rows": n_rows,
+            "database_bytes": db_bytes,
+            "reports": out,
+            "ingest_messages": ingest_msgs,
+            "ingest_seconds": ingest_time.as_secs_f64(),
+            "state_to_report_ms": visible_ms,
+        }))?;
+    } else {
+        println!(
+            "{n_clients} clients x {n_updates} updates, {n_rows} state rows, database {:.1} GB; HTTP API, {} runs",
+            db_bytes as f64 / 1e9,
+            a.runs
+        );
+        let rows: Vec<Vec<String>> = out
+            .iter()
+            .map(|r| {
+                vec![
+                    r.what.clone(),
+                    r.rows.to_string(),
+                    format!("{:.1}", r.min_ms),
+                    format!("{:.1}", r.median_ms),
+                ]
+            })
+            .collect();
+        crate::output::table(&["REPORT", "ROWS", "MIN MS", "MEDIAN MS"], &rows);
+        println!(
+            "ingest: {ingest_msgs} state messages in {:.2} s ({:.0} messages/s, one transaction per batch, synchronous=FULL)",
+            ingest_time.as_secs_f64(),
+            ingest_msgs as f64 / ingest_time.as_secs_f64()
+        );
+        println!(
+            "a stored state message shows in computers-for-update after {visible_ms:.1} ms (store + report)"
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Sends 200 batches of a client's states (flipped Required/Installed) through the store,
+/// then measures one state change until `computers-for-update` shows it.
+fn ingest(
+    store: &dyn koshin_store::Store,
+    popular: &str,
+) -> anyhow::Result<(u64, Duration, f64)> {
+    let (_, rows) = store.run_report(
+        "SELECT c.id, c.client_id, c.name FROM clients c WHERE c.scanned_cv IS NOT NULL ORDER BY c.id LIMIT 200",
+        &[],
+    )?;
+    let mut batches = Vec::new();
+    for r in &rows {
+        let rowid = r.first().and_then(|v| v.as_i64()).unwrap_or(0);
+        let client_id = r.get(1).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let name = r.get(2).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let (_, states) = store.run_report(
+            "SELECT u.id, s.state FROM update_states s JOIN updates u ON u.ukey = s.ukey WHERE s.client = :c",
+            &[("c".into(), rowid.to_string())],
+        )?;
+        let now = jiff::Timestamp::now();
+        let messages = states
+            .iter()
+            .map(|s| koshin_wire::StateMessage {
+                update_id: s.first().and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+                revision: 1,
+                state: if s.get(1).and_then(|v| v.as_i64()) == Some(1) {
+                    "installed".into()
+                } else {
+                    "required".into()
+                },
+                restart_pending: false,
+                time: now,
+                scan_id: "bench".into(),
+            })
+            .collect();
+        batches.push((
+            koshin_store::ClientIdentity {
+                rowid,
+                client_id: client_id.clone(),
+                name,
+            },
+            koshin_wire::StateBatch {
+                batch_id: uuid_like(rowid, now.as_millisecond()),
+                client_id,
+                messages,
+                scans: Vec::new(),
+            },
+        ));
+    }
+    let total: u64 = batches.iter().map(|(_, b)| b.messages.len() as u64).sum();
+    let pb = bar(batches.len() as u64, "batches");
+    let t = Instant::now();
+    for (who, batch) in &batches {
+        store.ingest_states(who, batch, jiff::Timestamp::now().as_millisecond())?;
+        pb.inc(1);
+    }
+    let elapsed = t.elapsed();
+    pb.finish_and_clear();
+
+    // One change, then the report that shows it.
+    let (who, _) = batches.first().ok_or_else(|| anyhow!("no clients"))?;
+    let (_, cur) = store.run_report(
+        "SELECT s.state FROM update_states s JOIN updates u ON u.ukey = s.ukey WHERE s.client = :c AND u.id = :u",
+        &[("c".into(), who.rowid.to_string()), ("u".into(), popular.to_string())],
+    )?;
+    let next = if cur.first().and_then(|r| r.first()).and_then(|v| v.as_i64()) == Some(1) {
+        "installed"
+    } else {
+        "required"
+    };
+    let now = jiff::Timestamp::now();
+    let batch = koshin_wire::StateBatch {
+        batch_id: uuid_like(who.rowid, now.as_millisecond() + 1),
+        client_id: who.client_id.clone(),
+        messages: vec![koshin_wire::StateMessage {
+            update_id: popular.to_string(),
+            revision: 1,
+            state: next.into(),
+            restart_pending: false,
+            time: now,
+            scan_id: "bench".into(),
+        }],
+        scans: Vec::new(),
+    };
+    let report = koshin_server::reports::find(Path::new("/nonexistent"), "computers-for-update")
+        .ok_or_else(|| anyhow!("computers-for-update is missing"))?;
+    let t = Instant::now();
+    store.ingest_states(who, &batch, now.as_millisecond())?;
+    let (_, rows) = store.run_report(&report.sql, &[("update".into(), popular.to_string())])?;
+    let visible = t.elapsed().as_secs_f64() * 1e3;
+    let shown = rows.iter().any(|r| {
+        r.get(1).and_then(|v| v.as_str()) == Some(who.client_id.as_str())
+            && r.get(3).and_then(|v| v.as_str()) == Some(next)
+    });
+    if !shown {
+        bail!("the report did not show the state just stored");
+    }
+    Ok((total, elapsed, visible))
+}
+
+fn uuid_like(a: i64, b: i64) -> String {
+    format!("bench-{a}-{b}")
+}
