@@ -143,9 +143,12 @@ async fn summary(api: &Api, a: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     let now = jiff::Timestamp::now();
     let since = match &a.since {
-        Some(d) => {
-            let d = output::parse_duration(d)?;
-            now - jiff::SignedDuration::from_secs(d.as_secs() as i64)
+        Some(text) => {
+            let d = output::parse_duration(text)?;
+            i64::try_from(d.as_secs())
+                .ok()
+                .and_then(|secs| now.checked_sub(jiff::SignedDuration::from_secs(secs)).ok())
+                .ok_or_else(|| anyhow::anyhow!("--since {text} reaches back too far"))?
         }
         None => {
             let ms = koshin_domain::component_status::start_of_utc_day(now.as_millisecond());
