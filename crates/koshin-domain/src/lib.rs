@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod compliance;
+pub mod component_status;
 pub mod localpub;
 pub mod scan;
 pub mod status;
@@ -15,5 +16,6 @@ pub mod version;
 
 pub use catalog::{Classification, UpdateId};
 pub use compliance::UpdateState;
+pub use component_status::ComponentHealth;
 pub use status::{Severity, StatusMessage};
 pub use sync::{SyncKind, SyncTrigger};

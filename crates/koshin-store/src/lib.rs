@@ -9,6 +9,7 @@ pub mod clients;
 pub mod migrations;
 pub mod reports;
 pub mod sqlite;
+pub mod status_summary;
 pub mod traits;
 pub mod views;
 

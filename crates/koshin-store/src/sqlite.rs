@@ -644,6 +644,16 @@ impl StatusStore for SqliteStore {
         }
         Ok(out)
     }
+
+    fn component_summary(
+        &self,
+        since_ms: i64,
+        component: Option<&str>,
+        system: Option<&str>,
+    ) -> Result<Vec<koshin_wire::ComponentStatus>> {
+        // In status_summary.rs.
+        self.status_summary(since_ms, component, system)
+    }
 }
 
 /// `SyncNow` holds 'SELF' (a delta sync) or 'FULL', as the seeds' Update_SyncStatus table.

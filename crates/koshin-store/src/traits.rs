@@ -4,8 +4,8 @@ use koshin_domain::catalog::{StoredUpdate, SyncPlan};
 use koshin_domain::status::StatusMessage;
 use koshin_domain::sync::SyncKind;
 use koshin_wire::{
-    BatchAck, CatalogCount, ClientCatalog, ClientDetail, ClientSummary, StateBatch,
-    StatusMessageOut, StatusQuery, SyncRun, UpdateDetail, UpdateQuery, UpdateSummary,
+    BatchAck, CatalogCount, ClientCatalog, ClientDetail, ClientSummary, ComponentStatus,
+    StateBatch, StatusMessageOut, StatusQuery, SyncRun, UpdateDetail, UpdateQuery, UpdateSummary,
 };
 
 use crate::Result;
@@ -54,6 +54,16 @@ pub trait CatalogStore: Send + Sync {
 pub trait StatusStore: Send + Sync {
     fn insert_status(&self, m: &StatusMessage) -> Result<i64>;
     fn query_status(&self, q: &StatusQuery) -> Result<Vec<StatusMessageOut>>;
+    /// The component status summary: per component, system and site, the messages of each
+    /// severity at or after `since_ms` (Unix milliseconds), the last of them, and the
+    /// status those counts give; optionally only `component` and/or `system`
+    /// (case-insensitive). Ordered by component, site and system.
+    fn component_summary(
+        &self,
+        since_ms: i64,
+        component: Option<&str>,
+        system: Option<&str>,
+    ) -> Result<Vec<ComponentStatus>>;
 }
 
 pub trait SyncStore: Send + Sync {

@@ -115,6 +115,41 @@ pub struct StatusQuery {
     pub limit: Option<u32>,
 }
 
+/// One component on one system of one site, as the component status summary
+/// (`GET /api/v1/status-messages/summary`, `koshin status-messages --summary --json`)
+/// gives it: what it reported in the window, and how healthy that makes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComponentStatus {
+    pub component: String,
+    pub system: String,
+    pub site: String,
+    /// "OK", "Warning" or "Critical", under Configuration Manager's default thresholds.
+    pub status: String,
+    /// Error messages in the window.
+    pub errors: u64,
+    /// Warning messages in the window.
+    pub warnings: u64,
+    /// Informational messages in the window.
+    pub informational: u64,
+    /// The message ID of the component's last message in the window.
+    pub last_message_id: u32,
+    /// When the last message was reported (UTC).
+    pub last_time: Timestamp,
+    /// The last message's text, as the status message viewer shows it.
+    pub last_description: String,
+}
+
+/// `GET /api/v1/status-messages/summary` query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StatusSummaryQuery {
+    /// Only this component.
+    pub component: Option<String>,
+    /// Only this system.
+    pub system: Option<String>,
+    /// Count messages at or after this time (default: 00:00 UTC today, on the site's clock).
+    pub since: Option<Timestamp>,
+}
+
 /// `POST /api/v1/sync`: ask for a sync now (SyncNow).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SyncRequest {

@@ -62,7 +62,7 @@ enum Command {
         #[command(subcommand)]
         command: cmd_updates::UpdatesCommand,
     },
-    /// Status messages, newest last.
+    /// Status messages, newest last; with --summary, component status (OK, Warning, Critical).
     StatusMessages(cmd_status::StatusArgs),
     /// Enrolled clients and their compliance.
     Clients {

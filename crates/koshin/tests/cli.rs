@@ -89,6 +89,16 @@ fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON output")
 }
 
+/// The sync manager's row of a `status-messages --summary --json` answer.
+fn sync_manager(summary: &serde_json::Value) -> &serde_json::Value {
+    summary
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|c| c["component"] == "SMS_WSUS_SYNC_MANAGER")
+        .unwrap_or_else(|| panic!("no SMS_WSUS_SYNC_MANAGER in {summary}"))
+}
+
 fn archive() -> (Archive, koshin_testkit::LoopbackServer) {
     let mut a = Archive::new().expect("archive");
     a.add(
@@ -194,6 +204,10 @@ fn cli_contract_sync_updates_and_status_messages() {
         ],
         "serving on ",
     );
+    // The summary's default window starts at 00:00 UTC today: its check below holds only
+    // if the day did not change while the sync ran.
+    let day = || jiff::Timestamp::now().as_second().div_euclid(86_400);
+    let sync_day = day();
     let out = koshin(&site.url, token, &["sync", "--wait", "--full"]);
     assert!(
         out.status.success(),
@@ -293,6 +307,56 @@ fn cli_contract_sync_updates_and_status_messages() {
     }
     assert_eq!(msgs[0]["site"], "CS1");
 
+    // The component status summary counts what the viewer lists: four informational
+    // messages, the last one 6702, and no error, so the sync manager is OK.
+    if day() == sync_day {
+        let sum = json(&koshin(
+            &site.url,
+            token,
+            &["status-messages", "--summary", "--json"],
+        ));
+        let sm = sync_manager(&sum);
+        assert_eq!(sm["status"], "OK", "{sm}");
+        let counts = ["errors", "warnings", "informational"].map(|k| sm[k].as_u64());
+        assert_eq!(counts, [Some(0), Some(0), Some(4)], "{sm}");
+        assert_eq!(sm["last_message_id"], 6702);
+        assert_eq!(
+            sm["last_description"],
+            "Software update synchronization done."
+        );
+        assert_eq!(sm["site"], "CS1");
+        assert_eq!(sm["system"], msgs[0]["system"]);
+        assert_eq!(sm["last_time"], msgs[3]["time"]);
+    }
+    // A malformed window is a 400 with the API's one-line JSON reason.
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (code, body) = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/status-messages/summary?since=yesterday",
+                site.url
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("answer");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    });
+    assert_eq!(code, 400, "{body}");
+    let reason: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+    assert!(
+        reason["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("since")),
+        "{body}"
+    );
+    let human = koshin(&site.url, token, &["status-messages", "--summary"]);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains("STATUS") && human.contains("SMS_WSUS_SYNC_MANAGER"),
+        "{human}"
+    );
+
     // A failing sync exits non-zero with the reason; 6703 is filterable by id and severity.
     server.set_fault("InRelease", koshin_testkit::Fault::Status(500));
     let out = koshin(&site.url, token, &["sync", "--wait"]);
@@ -315,6 +379,58 @@ fn cli_contract_sync_updates_and_status_messages() {
         ],
     ));
     assert_eq!(failed.as_array().map(Vec::len), Some(1));
+
+    // One error makes the sync manager Warning (Configuration Manager's default threshold),
+    // and 6703 is its last message.
+    let listed = json(&koshin(
+        &site.url,
+        token,
+        &[
+            "status-messages",
+            "--component",
+            "SMS_WSUS_SYNC_MANAGER",
+            "--since",
+            "1h",
+            "--json",
+        ],
+    ));
+    let info = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|m| m["severity"] == "I")
+        .count();
+    let sum = json(&koshin(
+        &site.url,
+        token,
+        &[
+            "status-messages",
+            "--summary",
+            "--since",
+            "1h",
+            "--component",
+            "sms_wsus_sync_manager",
+            "--json",
+        ],
+    ));
+    assert_eq!(sum.as_array().map(Vec::len), Some(1), "{sum}");
+    let sm = sync_manager(&sum);
+    assert_eq!(sm["status"], "Warning", "{sm}");
+    assert_eq!(sm["errors"], 1);
+    assert_eq!(sm["informational"].as_u64(), Some(info as u64));
+    assert_eq!(sm["last_message_id"], 6703);
+    // --id and --severity filter messages, not the summary: refused in one line.
+    let out = koshin(
+        &site.url,
+        token,
+        &["status-messages", "--summary", "--id", "6703"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--summary") && err.trim().lines().count() == 1,
+        "{err}"
+    );
 
     // Without a token the API refuses, with a one-line reason and a non-zero exit.
     let out = Command::new(KOSHIN)

@@ -16,6 +16,7 @@ pub fn app(state: Arc<SiteState>) -> Router {
         .route("/api/v1/updates", get(updates::list))
         .route("/api/v1/updates/{id}", get(updates::show))
         .route("/api/v1/status-messages", get(status::list))
+        .route("/api/v1/status-messages/summary", get(status::summary))
         .route("/api/v1/sync", get(sync::status).post(sync::request))
         .route("/api/v1/policy/machine", get(site::machine_policy))
         .route("/api/v1/clients", get(clients::list))

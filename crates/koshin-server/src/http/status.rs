@@ -1,10 +1,12 @@
-//! Status messages: filtered, newest last.
+//! Status messages: filtered, newest last; and the component status summary.
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use koshin_wire::{StatusMessageOut, StatusQuery};
+use koshin_domain::component_status::start_of_utc_day;
+use koshin_wire::{ComponentStatus, StatusMessageOut, StatusQuery, StatusSummaryQuery};
 
 use super::auth::Admin;
 use super::error::{AppError, blocking};
@@ -24,4 +26,28 @@ pub async fn list(
     }
     let store = site.store.clone();
     blocking(move || Ok(Json(store.query_status(&q)?))).await
+}
+
+/// The component status summary (the console's Component Status node): per component,
+/// system and site, the messages of each severity since `since` (default: 00:00 UTC today),
+/// the last one, and `OK`, `Warning` or `Critical`.
+pub async fn summary(
+    _admin: Admin,
+    State(site): State<Arc<Site>>,
+    q: Result<Query<StatusSummaryQuery>, QueryRejection>,
+) -> Result<Json<Vec<ComponentStatus>>, AppError> {
+    let Query(q) = q.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let since_ms = match q.since {
+        Some(t) => t.as_millisecond(),
+        None => start_of_utc_day(jiff::Timestamp::now().as_millisecond()),
+    };
+    let store = site.store.clone();
+    blocking(move || {
+        Ok(Json(store.component_summary(
+            since_ms,
+            q.component.as_deref(),
+            q.system.as_deref(),
+        )?))
+    })
+    .await
 }
