@@ -244,6 +244,16 @@ async fn compliance_reports_agree_with_what_each_agent_scanned() {
     agents[0].send().await;
     let counts = site.updates_with_counts().await;
     assert_eq!(counts[LIBFOO_SEC2], [1, 0, 0, 5]);
+    // P7: new in the last 7 days and not installed: the new update, with its first
+    // detection; an update installed wherever it applies is not listed.
+    let rows = report(&site, "new-updates-7-days", &[]).await;
+    let new = rows
+        .iter()
+        .find(|r| s(r, "title") == LIBFOO_SEC2)
+        .expect("the new update is listed");
+    assert!(new["first_detected"].is_string(), "{new}");
+    assert!(new["released"].is_string(), "{new}");
+    assert!(rows.iter().all(|r| s(r, "title") != HELLO_OLD), "{rows:?}");
     // pc-current scans online: the new update does not apply there, and it says so with
     // its scan record alone.
     let out = agents[1]

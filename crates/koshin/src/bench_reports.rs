@@ -80,12 +80,16 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 /// Syncs the catalog and generates the estate into `data`.
 async fn generate(a: &ReportsBenchArgs, data: &Path) -> anyhow::Result<()> {
     if data.exists() {
-        std::fs::remove_dir_all(data).with_context(|| format!("cannot clear {}", data.display()))?;
+        std::fs::remove_dir_all(data)
+            .with_context(|| format!("cannot clear {}", data.display()))?;
     }
     if let Some(parent) = data.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    eprintln!("bench: full sync of this machine's APT sources into {} ...", data.display());
+    eprintln!(
+        "bench: full sync of this machine's APT sources into {} ...",
+        data.display()
+    );
     koshin_server::init::init_site(&koshin_server::init::InitOptions {
         code: "BEN".into(),
         data: data.to_path_buf(),
@@ -206,10 +210,7 @@ fn fill(db: &Path, clients: u32, applicable: u32) -> anyhow::Result<()> {
 
 fn stats(v: &mut [Duration]) -> (f64, f64) {
     v.sort();
-    (
-        v[0].as_secs_f64() * 1e3,
-        v[v.len() / 2].as_secs_f64() * 1e3,
-    )
+    (v[0].as_secs_f64() * 1e3, v[v.len() / 2].as_secs_f64() * 1e3)
 }
 
 #[derive(serde::Serialize)]
@@ -234,7 +235,10 @@ pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> 
     if a.regenerate || !data.join(COMPLETE).exists() {
         let t = Instant::now();
         generate(&a, &data).await?;
-        eprintln!("bench: estate generated in {:.0} s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "bench: estate generated in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
     } else {
         eprintln!("bench: reusing the estate in {}", data.display());
     }
@@ -303,10 +307,22 @@ pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> 
     let computer = "host-000001";
 
     let cases: Vec<(String, String)> = vec![
-        ("updates-with-counts".into(), "/api/v1/reports/updates-with-counts".into()),
-        ("compliance-by-product".into(), "/api/v1/reports/compliance-by-product".into()),
-        ("new-updates-7-days".into(), "/api/v1/reports/new-updates-7-days".into()),
-        ("updates-not-approved".into(), "/api/v1/reports/updates-not-approved".into()),
+        (
+            "updates-with-counts".into(),
+            "/api/v1/reports/updates-with-counts".into(),
+        ),
+        (
+            "compliance-by-product".into(),
+            "/api/v1/reports/compliance-by-product".into(),
+        ),
+        (
+            "new-updates-7-days".into(),
+            "/api/v1/reports/new-updates-7-days".into(),
+        ),
+        (
+            "updates-not-approved".into(),
+            "/api/v1/reports/updates-not-approved".into(),
+        ),
         (
             "computers-for-update (most applicable update)".into(),
             format!("/api/v1/reports/computers-for-update?update={popular}"),
@@ -319,7 +335,10 @@ pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> 
             "updates-for-computer".into(),
             format!("/api/v1/reports/updates-for-computer?computer={computer}"),
         ),
-        ("infrastructure-status".into(), "/api/v1/reports/infrastructure-status".into()),
+        (
+            "infrastructure-status".into(),
+            "/api/v1/reports/infrastructure-status".into(),
+        ),
         (
             "baseline: counts aggregated over every state row".into(),
             "/api/v1/reports/bench-aggregate-over-rows".into(),
@@ -396,10 +415,7 @@ pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> 
 
 /// Sends 200 batches of a client's states (flipped Required/Installed) through the store,
 /// then measures one state change until `computers-for-update` shows it.
-fn ingest(
-    store: &dyn koshin_store::Store,
-    popular: &str,
-) -> anyhow::Result<(u64, Duration, f64)> {
+fn ingest(store: &dyn koshin_store::Store, popular: &str) -> anyhow::Result<(u64, Duration, f64)> {
     let (_, rows) = store.run_report(
         "SELECT c.id, c.client_id, c.name FROM clients c WHERE c.scanned_cv IS NOT NULL ORDER BY c.id LIMIT 200",
         &[],
@@ -407,8 +423,16 @@ fn ingest(
     let mut batches = Vec::new();
     for r in &rows {
         let rowid = r.first().and_then(|v| v.as_i64()).unwrap_or(0);
-        let client_id = r.get(1).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        let name = r.get(2).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let client_id = r
+            .get(1)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let name = r
+            .get(2)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
         let (_, states) = store.run_report(
             "SELECT u.id, s.state FROM update_states s JOIN updates u ON u.ukey = s.ukey WHERE s.client = :c",
             &[("c".into(), rowid.to_string())],
@@ -417,7 +441,11 @@ fn ingest(
         let messages = states
             .iter()
             .map(|s| koshin_wire::StateMessage {
-                update_id: s.first().and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+                update_id: s
+                    .first()
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
                 revision: 1,
                 state: if s.get(1).and_then(|v| v.as_i64()) == Some(1) {
                     "installed".into()
