@@ -99,18 +99,28 @@ struct Counts {
 }
 
 impl SqliteStore {
-    fn compliance_counts(&self, conn: &rusqlite::Connection) -> Result<Counts> {
+    /// The counts of every client (`only: None`) or of one.
+    fn compliance_counts(&self, conn: &rusqlite::Connection, only: Option<i64>) -> Result<Counts> {
         let added = conn
             .prepare_cached(
                 "SELECT added_cv, COUNT(*) FROM updates WHERE expired = 0 GROUP BY added_cv ORDER BY added_cv",
             )?
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3) FROM update_states s JOIN updates u ON u.ukey = s.ukey AND u.expired = 0 WHERE s.state IN (1, 3) GROUP BY s.client",
-        )?;
+        // One client: its rows by the primary key, not a scan of every client's.
+        let sql = match only {
+            Some(_) => {
+                "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3) FROM update_states s JOIN updates u ON u.ukey = s.ukey AND u.expired = 0
+                 WHERE s.client = ?1 AND s.state IN (1, 3) GROUP BY s.client"
+            }
+            None => {
+                "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3) FROM update_states s JOIN updates u ON u.ukey = s.ukey AND u.expired = 0
+                 WHERE s.state IN (1, 3) AND ?1 IS NULL GROUP BY s.client"
+            }
+        };
+        let mut stmt = conn.prepare_cached(sql)?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map([only], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     [r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64],
@@ -344,7 +354,7 @@ impl ClientStore for SqliteStore {
 
     fn list_clients(&self) -> Result<Vec<ClientSummary>> {
         let conn = self.reader();
-        let counts = self.compliance_counts(&conn)?;
+        let counts = self.compliance_counts(&conn, None)?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, client_id"
         ))?;
@@ -379,7 +389,7 @@ impl ClientStore for SqliteStore {
                 )));
             }
         };
-        let counts = self.compliance_counts(&conn)?;
+        let counts = self.compliance_counts(&conn, Some(rowid))?;
         fill_counts(&mut summary, scanned_cv, &counts, rowid);
         let last_scan_record: Option<ScanRecord> = conn
             .query_row(
