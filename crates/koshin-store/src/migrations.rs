@@ -262,7 +262,8 @@ INSERT INTO update_states_v4(client, ukey, state, restart_pending, revision, tim
     FROM update_states s JOIN updates u ON u.id = s.update_id;
 DROP TABLE update_states;
 ALTER TABLE update_states_v4 RENAME TO update_states;
-CREATE INDEX update_states_update ON update_states(ukey, state);
+-- By update, without the state: a state change rewrites the row, not the index.
+CREATE INDEX update_states_update ON update_states(ukey);
 
 CREATE TABLE update_summary (
     ukey INTEGER PRIMARY KEY,
