@@ -9,6 +9,7 @@ use crate::{DEFAULT_SEND_INTERVAL_MINUTES, dpkg, mp, ts};
 
 pub struct EnrollOptions {
     pub site: String,
+    /// An enrollment token or an administrator's token; empty: none (pending approval).
     pub token: String,
     pub name: Option<String>,
     pub state: PathBuf,
@@ -47,6 +48,7 @@ pub async fn enroll(o: &EnrollOptions) -> anyhow::Result<(String, String)> {
     };
     let resp = mp::enroll(&o.site, &o.token, &req).await?;
     db.set("credential", &resp.credential)?;
+    db.set("approval", &resp.approval)?;
     db.set("site_url", o.site.trim_end_matches('/'))?;
     db.set("site_code", &resp.site)?;
     db.set("name", &name)?;

@@ -30,7 +30,8 @@ enum Command {
     Enroll {
         #[arg(long)]
         site: String,
-        /// An administrator (or enrollment) token of the site.
+        /// An enrollment token of the site (or an administrator's); without one the client
+        /// waits for an administrator's approval.
         #[arg(long, env = "KOSHIN_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// The computer name to register (default: the host name).
@@ -113,9 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             root,
             send_interval_minutes,
         } => {
-            let token = token.ok_or_else(|| {
-                anyhow!("enrollment needs a token of the site: --token T or KOSHIN_TOKEN")
-            })?;
+            let token = token.unwrap_or_default();
             let (client_id, code) = enroll::enroll(&enroll::EnrollOptions {
                 site: site.clone(),
                 token,
@@ -128,6 +127,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 AgentDb::open(&cli.state)?.set_i64("send_interval_minutes", m as i64)?;
             }
             println!("Enrolled with site {code} at {site} as client {client_id}");
+            if AgentDb::open(&cli.state)?.get("approval")?.as_deref() == Some("pending") {
+                println!(
+                    "Pending approval: the site answers this client once an administrator approves it (koshin clients approve NAME)"
+                );
+            }
             Ok(())
         }
         Command::Run => runner::run(&cli.state, shutdown_signal()).await,

@@ -31,6 +31,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let manager = tokio::spawn(sync::SyncManager::new(site.clone()).run(stop_rx));
     let app = http::app(site.clone());
+    // The peer address reaches handlers (the audit log's "from where").
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

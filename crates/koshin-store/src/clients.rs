@@ -72,6 +72,7 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Option<i64>
         ClientSummary {
             name: r.get(1)?,
             client_id: r.get(2)?,
+            approval: r.get(12)?,
             os: r.get(3)?,
             os_release: r.get(4)?,
             architecture: r.get(5)?,
@@ -88,7 +89,7 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Option<i64>
     ))
 }
 
-const CLIENT_COLUMNS: &str = "id, name, client_id, os, os_release, architecture, site, enrolled_ms, last_contact_ms, last_policy_ms, last_scan_ms, scanned_cv";
+const CLIENT_COLUMNS: &str = "id, name, client_id, os, os_release, architecture, site, enrolled_ms, last_contact_ms, last_policy_ms, last_scan_ms, scanned_cv, approval";
 
 /// What a client's counts are made of: the unexpired catalog by the version that added
 /// each update, and per client its Required and Installed rows over unexpired updates.
@@ -157,36 +158,81 @@ impl ClientStore for SqliteStore {
         &self,
         c: &NewClient,
         credential_sha256: &str,
+        approved: bool,
         now_ms: i64,
     ) -> Result<ClientIdentity> {
-        let conn = lock(&self.writer);
-        conn.execute(
-            "INSERT INTO clients(client_id, name, os, os_release, architecture, site, agent_version, credential_sha256, enrolled_ms, last_contact_ms)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9)
-             ON CONFLICT(client_id) DO UPDATE SET name=excluded.name, os=excluded.os, os_release=excluded.os_release,
-               architecture=excluded.architecture, agent_version=excluded.agent_version,
-               credential_sha256=excluded.credential_sha256, last_contact_ms=excluded.last_contact_ms",
-            params![
-                c.client_id,
-                c.name,
-                c.os,
-                c.os_release,
-                c.architecture,
-                c.site,
-                c.agent_version,
-                credential_sha256,
-                now_ms
-            ],
-        )?;
-        let rowid: i64 = conn.query_row(
-            "SELECT id FROM clients WHERE client_id=?1",
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT approval FROM clients WHERE client_id = ?1",
+                params![c.client_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match existing.as_deref() {
+            None => {
+                tx.execute(
+                    "INSERT INTO clients(client_id, name, os, os_release, architecture, site, agent_version, credential_sha256, enrolled_ms, last_contact_ms, approval)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9,?10)",
+                    params![
+                        c.client_id,
+                        c.name,
+                        c.os,
+                        c.os_release,
+                        c.architecture,
+                        c.site,
+                        c.agent_version,
+                        credential_sha256,
+                        now_ms,
+                        if approved { "approved" } else { "pending" }
+                    ],
+                )?;
+            }
+            // A new credential for a known client id only with an enrollment the site
+            // trusts: otherwise anyone who learns a client id could take over its identity.
+            Some(_) if !approved => {
+                return Err(StoreError::Conflict(format!(
+                    "client {} is enrolled already: enrolling it again needs an enrollment token",
+                    c.client_id
+                )));
+            }
+            Some(approval) => {
+                // Revoked stays revoked (an administrator approves it again); pending
+                // becomes approved by the token.
+                let approval = if approval == "revoked" {
+                    "revoked"
+                } else {
+                    "approved"
+                };
+                tx.execute(
+                    "UPDATE clients SET name=?2, os=?3, os_release=?4, architecture=?5, agent_version=?6,
+                       credential_sha256=?7, last_contact_ms=?8, approval=?9 WHERE client_id=?1",
+                    params![
+                        c.client_id,
+                        c.name,
+                        c.os,
+                        c.os_release,
+                        c.architecture,
+                        c.agent_version,
+                        credential_sha256,
+                        now_ms,
+                        approval
+                    ],
+                )?;
+            }
+        }
+        let id = tx.query_row(
+            "SELECT id, approval FROM clients WHERE client_id=?1",
             params![c.client_id],
-            |r| r.get(0),
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )?;
+        tx.commit()?;
         Ok(ClientIdentity {
-            rowid,
+            rowid: id.0,
             client_id: c.client_id.clone(),
             name: c.name.clone(),
+            approval: id.1,
         })
     }
 
@@ -194,13 +240,14 @@ impl ClientStore for SqliteStore {
         Ok(self
             .reader()
             .query_row(
-                "SELECT id, client_id, name FROM clients WHERE credential_sha256=?1",
+                "SELECT id, client_id, name, approval FROM clients WHERE credential_sha256=?1",
                 params![credential_sha256],
                 |r| {
                     Ok(ClientIdentity {
                         rowid: r.get(0)?,
                         client_id: r.get(1)?,
                         name: r.get(2)?,
+                        approval: r.get(3)?,
                     })
                 },
             )

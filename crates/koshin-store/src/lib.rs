@@ -11,6 +11,7 @@ pub mod reports;
 pub mod sqlite;
 pub mod status_summary;
 pub mod traits;
+pub mod trust;
 pub mod views;
 
 pub use sqlite::SqliteStore;
@@ -30,6 +31,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// The request conflicts with what is stored (a name taken, an identity in use).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -318,4 +318,46 @@ BEGIN
     WHERE ukey = OLD.ukey;
 END;
 "#,
+    // 5: trust. Administrators with roles and passwords (argon2), tokens that expire and
+    // name their administrator, the audit log, enrollment tokens, and client approval.
+    r#"
+CREATE TABLE admins (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    role TEXT NOT NULL,
+    password_hash TEXT,
+    scopes TEXT NOT NULL DEFAULT '[]',
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    disabled_ms INTEGER
+);
+ALTER TABLE admin_tokens ADD COLUMN admin_id INTEGER;
+ALTER TABLE admin_tokens ADD COLUMN expires_ms INTEGER;
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_log_time ON audit_log(time_ms);
+CREATE TABLE enrollment_tokens (
+    id INTEGER PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    uses_left INTEGER,
+    used INTEGER NOT NULL DEFAULT 0,
+    revoked_ms INTEGER
+);
+ALTER TABLE clients ADD COLUMN approval TEXT NOT NULL DEFAULT 'approved'
+    CHECK (approval IN ('pending', 'approved', 'revoked'));
+ALTER TABLE clients ADD COLUMN approval_by TEXT;
+ALTER TABLE clients ADD COLUMN approval_ms INTEGER;
+"#,
 ];

@@ -850,7 +850,10 @@ impl AuthStore for SqliteStore {
         Ok(self
             .reader()
             .query_row(
-                "SELECT id, name, role FROM admin_tokens WHERE token_sha256=?1 AND revoked_ms IS NULL",
+                "SELECT t.id, t.name, COALESCE(a.role, t.role) FROM admin_tokens t LEFT JOIN admins a ON a.id = t.admin_id
+                 WHERE t.token_sha256 = ?1 AND t.revoked_ms IS NULL
+                   AND (t.expires_ms IS NULL OR t.expires_ms > CAST(unixepoch('subsec') * 1000 AS INTEGER))
+                   AND (a.id IS NULL OR a.disabled_ms IS NULL)",
                 params![token_sha256],
                 |r| {
                     Ok(TokenInfo {

@@ -104,6 +104,80 @@ pub struct TokenInfo {
     pub role: String,
 }
 
+/// An administrator account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminRecord {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    /// argon2 PHC string; never leaves the store except to be verified.
+    pub password_hash: Option<String>,
+    pub scopes: Vec<String>,
+    pub created_ms: i64,
+    pub created_by: String,
+    pub disabled_ms: Option<i64>,
+}
+
+/// One audit log entry: who did what, when, from where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub time_ms: i64,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub source: String,
+}
+
+/// An enrollment token's record (its hash is not part of it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrollmentTokenRecord {
+    pub id: i64,
+    pub description: String,
+    pub created_by: String,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub uses_left: Option<i64>,
+    pub used: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+/// Administrators, their tokens, the audit log, enrollment tokens and client approval.
+pub trait TrustStore: Send + Sync {
+    fn add_admin(&self, a: &AdminRecord) -> Result<i64>;
+    fn admin_by_name(&self, name: &str) -> Result<Option<AdminRecord>>;
+    fn list_admins(&self) -> Result<Vec<AdminRecord>>;
+    /// Disables an administrator and revokes every token of theirs.
+    fn disable_admin(&self, name: &str, now_ms: i64) -> Result<bool>;
+    /// A token for an administrator account, valid until `expires_ms`.
+    fn add_admin_token(
+        &self,
+        admin_id: i64,
+        token_sha256: &str,
+        expires_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<i64>;
+    /// Revokes one token; false when it was not valid.
+    fn revoke_token(&self, token_sha256: &str, now_ms: i64) -> Result<bool>;
+    fn audit(&self, e: &AuditEntry) -> Result<()>;
+    /// Entries at or after `since_ms`, oldest first, at most `limit` (the newest).
+    fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<AuditEntry>>;
+    fn add_enrollment_token(&self, token_sha256: &str, rec: &EnrollmentTokenRecord) -> Result<i64>;
+    /// Spends one use of an enrollment token, atomically: false when it is unknown,
+    /// expired, revoked or used up.
+    fn use_enrollment_token(&self, token_sha256: &str, now_ms: i64) -> Result<bool>;
+    fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentTokenRecord>>;
+    /// Sets a client's approval ("approved", "revoked"); the client by name or client id.
+    fn set_client_approval(
+        &self,
+        key: &str,
+        approval: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<ClientIdentity>;
+}
+
 pub trait AuthStore: Send + Sync {
     fn add_token(&self, name: &str, token_sha256: &str, role: &str, now_ms: i64) -> Result<i64>;
     fn find_token(&self, token_sha256: &str) -> Result<Option<TokenInfo>>;
@@ -132,14 +206,19 @@ pub struct ClientIdentity {
     pub rowid: i64,
     pub client_id: String,
     pub name: String,
+    /// "pending", "approved" or "revoked".
+    pub approval: String,
 }
 
 pub trait ClientStore: Send + Sync {
-    /// Registers a client, or re-registers it (same client id) with a new credential.
+    /// Registers a client — approved when the enrollment carried a token the site trusts,
+    /// pending approval otherwise — or re-registers a known client id with a new
+    /// credential, which only a trusted enrollment may do.
     fn enroll_client(
         &self,
         c: &NewClient,
         credential_sha256: &str,
+        approved: bool,
         now_ms: i64,
     ) -> Result<ClientIdentity>;
     fn client_by_credential(&self, credential_sha256: &str) -> Result<Option<ClientIdentity>>;
@@ -182,6 +261,7 @@ pub trait Store:
     + SiteStore
     + ClientStore
     + ReportStore
+    + TrustStore
 {
 }
 impl<T> Store for T where
@@ -193,5 +273,6 @@ impl<T> Store for T where
         + SiteStore
         + ClientStore
         + ReportStore
+        + TrustStore
 {
 }

@@ -261,6 +261,13 @@ pub struct EnrollResponse {
     /// The client's own credential (Bearer) for every later request.
     pub credential: String,
     pub site: String,
+    /// "approved", or "pending" until an administrator approves the client.
+    #[serde(default = "approved")]
+    pub approval: String,
+}
+
+fn approved() -> String {
+    "approved".into()
 }
 
 /// One binary of an update in the client catalog.
@@ -375,6 +382,9 @@ pub struct BatchAck {
 pub struct ClientSummary {
     pub name: String,
     pub client_id: String,
+    /// "approved", "pending" or "revoked".
+    #[serde(default = "approved")]
+    pub approval: String,
     pub os: String,
     pub os_release: String,
     pub architecture: String,
@@ -501,4 +511,126 @@ pub struct AgentStatus {
     pub next_scan: Option<Timestamp>,
     pub next_send: Option<Timestamp>,
     pub send_interval_minutes: u64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Trust: administrators, tokens, the audit log, enrollment tokens.
+
+/// `POST /api/v1/login`.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct LoginRequest {
+    pub name: String,
+    pub password: String,
+    /// How long the token stays valid, in hours (default 12, at most 720).
+    #[serde(default)]
+    pub hours: Option<u32>,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("hours", &self.hours)
+            .finish()
+    }
+}
+
+/// A token: shown once, stored by the site only as a hash.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub name: String,
+    pub role: String,
+    pub expires: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token", &"<redacted>")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+/// `POST /api/v1/admins`.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct NewAdmin {
+    pub name: String,
+    pub role: String,
+    pub password: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for NewAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAdmin")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("password", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminOut {
+    pub name: String,
+    pub role: String,
+    pub scopes: Vec<String>,
+    pub created: Timestamp,
+    pub created_by: String,
+    pub disabled: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditOut {
+    pub time: Timestamp,
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+    pub source: String,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `POST /api/v1/enrollment-tokens`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewEnrollmentToken {
+    #[serde(default)]
+    pub description: String,
+    /// How many enrollments it allows; none: any number until it expires.
+    #[serde(default)]
+    pub uses: Option<u32>,
+    /// Hours until it expires; none: 24.
+    #[serde(default)]
+    pub hours: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnrollmentTokenOut {
+    pub id: i64,
+    pub description: String,
+    pub created_by: String,
+    pub created: Timestamp,
+    pub expires: Option<Timestamp>,
+    pub uses_left: Option<i64>,
+    pub used: i64,
+    pub revoked: Option<Timestamp>,
+    /// Only in the answer that creates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }

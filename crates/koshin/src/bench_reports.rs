@@ -463,6 +463,7 @@ fn ingest(store: &dyn koshin_store::Store, popular: &str) -> anyhow::Result<(u64
                 rowid,
                 client_id: client_id.clone(),
                 name,
+                approval: "approved".into(),
             },
             koshin_wire::StateBatch {
                 batch_id: uuid_like(rowid, now.as_millisecond()),

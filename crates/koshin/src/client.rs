@@ -13,7 +13,8 @@ pub struct Api {
     http: reqwest::Client,
 }
 
-/// Where the CLI looks for a token when none is given: the local data folder's admin.token.
+/// Where the CLI looks for a token when none is given and `koshin login` stored none for
+/// the site: the local data folder's admin.token.
 fn local_token() -> Option<String> {
     let data = std::env::var_os("KOSHIN_DATA")
         .map(PathBuf::from)
@@ -33,7 +34,9 @@ impl Api {
             .context("cannot set up the HTTP client")?;
         Ok(Api {
             base: site.trim_end_matches('/').to_string(),
-            token: token.or_else(local_token),
+            token: token
+                .or_else(|| crate::cmd_trust::stored_token(site))
+                .or_else(local_token),
             http,
         })
     }
@@ -83,6 +86,17 @@ impl Api {
     ) -> anyhow::Result<T> {
         self.send(self.req(reqwest::Method::GET, path).query(query), what)
             .await
+    }
+
+    /// A POST without any token (login).
+    pub async fn post_anonymous<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let r = self.http.post(format!("{}{path}", self.base)).json(body);
+        self.send(r, what).await
     }
 
     pub async fn post<T: DeserializeOwned, B: Serialize + ?Sized>(

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use koshin_wire::{ClientDetail, ClientSummary};
+use koshin_wire::{ClientDetail, ClientSummary, EnrollmentTokenOut, NewEnrollmentToken};
 
 use crate::client::Api;
 use crate::output;
@@ -19,6 +19,37 @@ pub enum ClientsCommand {
     Show {
         /// Name or client id.
         name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a client that enrolled without a token (pending approval).
+    Approve { name: String },
+    /// Revoke a client: every later request of it is refused.
+    Revoke { name: String },
+    /// Enrollment tokens: create one, or list them.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Create an enrollment token (shown once).
+    Create {
+        /// How many enrollments it allows (default: any number until it expires).
+        #[arg(long)]
+        uses: Option<u32>,
+        /// Hours until it expires (default 24).
+        #[arg(long)]
+        hours: Option<u32>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enrollment tokens (never the tokens themselves).
+    List {
         #[arg(long)]
         json: bool,
     },
@@ -40,6 +71,7 @@ pub async fn run(api: &Api, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
                     .map(|c| {
                         vec![
                             c.name.clone(),
+                            c.approval.clone(),
                             format!("{} {}", c.os, c.os_release),
                             opt_time(&c.last_policy),
                             opt_time(&c.last_scan),
@@ -53,6 +85,7 @@ pub async fn run(api: &Api, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
                 output::table(
                     &[
                         "NAME",
+                        "APPROVAL",
                         "OS",
                         "LAST POLICY",
                         "LAST SCAN",
@@ -74,6 +107,7 @@ pub async fn run(api: &Api, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
                 let s = &c.summary;
                 println!("{:<14}{}", "Name:", s.name);
                 println!("{:<14}{}", "Client id:", s.client_id);
+                println!("{:<14}{}", "Approval:", s.approval);
                 println!(
                     "{:<14}{} {} ({})",
                     "OS:", s.os, s.os_release, s.architecture
@@ -120,6 +154,95 @@ pub async fn run(api: &Api, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
                 output::table(&["STATE", "CLASSIFICATION", "TITLE", "UPDATE"], &rows);
             }
         }
+        ClientsCommand::Approve { name } => {
+            let path = format!(
+                "/api/v1/clients/{}/approve",
+                crate::cmd_updates::urlencode(&name)
+            );
+            let c: ClientSummary = api.post(&path, &(), "approve client").await?;
+            println!("Client {} ({}) is approved", c.name, c.client_id);
+        }
+        ClientsCommand::Revoke { name } => {
+            let path = format!(
+                "/api/v1/clients/{}/revoke",
+                crate::cmd_updates::urlencode(&name)
+            );
+            let c: ClientSummary = api.post(&path, &(), "revoke client").await?;
+            println!(
+                "Client {} ({}) is revoked: the site refuses its every request",
+                c.name, c.client_id
+            );
+        }
+        ClientsCommand::Tokens { command } => match command {
+            TokensCommand::Create {
+                uses,
+                hours,
+                description,
+                json,
+            } => {
+                let t: EnrollmentTokenOut = api
+                    .post(
+                        "/api/v1/enrollment-tokens",
+                        &NewEnrollmentToken {
+                            description,
+                            uses,
+                            hours,
+                        },
+                        "enrollment token",
+                    )
+                    .await?;
+                if json {
+                    output::json(&t)?;
+                } else {
+                    println!("{}", t.token.as_deref().unwrap_or_default());
+                    eprintln!(
+                        "Enrollment token {} ({} uses, expires {}): koshin-agent enroll --site URL --token TOKEN",
+                        t.id,
+                        t.uses_left
+                            .map_or("unlimited".to_string(), |u| u.to_string()),
+                        t.expires
+                            .as_ref()
+                            .map(output::time)
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
+            }
+            TokensCommand::List { json } => {
+                let list: Vec<EnrollmentTokenOut> = api
+                    .get("/api/v1/enrollment-tokens", &(), "enrollment tokens")
+                    .await?;
+                if json {
+                    output::json(&list)?;
+                } else {
+                    let rows: Vec<Vec<String>> = list
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                t.id.to_string(),
+                                t.description.clone(),
+                                t.created_by.clone(),
+                                output::time(&t.created),
+                                t.expires.as_ref().map(output::time).unwrap_or_default(),
+                                t.uses_left.map_or("unlimited".into(), |u| u.to_string()),
+                                t.used.to_string(),
+                            ]
+                        })
+                        .collect();
+                    output::table(
+                        &[
+                            "ID",
+                            "DESCRIPTION",
+                            "BY",
+                            "CREATED",
+                            "EXPIRES",
+                            "USES LEFT",
+                            "USED",
+                        ],
+                        &rows,
+                    );
+                }
+            }
+        },
     }
     Ok(ExitCode::SUCCESS)
 }

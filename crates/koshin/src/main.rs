@@ -11,6 +11,7 @@ mod cmd_report;
 mod cmd_site;
 mod cmd_status;
 mod cmd_sync;
+mod cmd_trust;
 mod cmd_updates;
 mod output;
 
@@ -69,6 +70,32 @@ enum Command {
         #[command(subcommand)]
         command: cmd_clients::ClientsCommand,
     },
+    /// Log in with an administrator's name and password; the token is kept for this site.
+    Login {
+        /// The administrator's name.
+        name: String,
+        /// How long the token stays valid, in hours (default 12).
+        #[arg(long)]
+        hours: Option<u32>,
+    },
+    /// Revoke this CLI's token at the site and forget it.
+    Logout,
+    /// Administrators and their roles.
+    Admins {
+        #[command(subcommand)]
+        command: cmd_trust::AdminsCommand,
+    },
+    /// The audit log: who changed what, when, from where.
+    Audit {
+        /// Only entries of the last DURATION (30m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many (the newest).
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Reports and the SQL behind them.
     Report {
         #[command(subcommand)]
@@ -125,6 +152,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::StatusMessages(args) => cmd_status::run(&api()?, args).await,
         Command::Clients { command } => cmd_clients::run(&api()?, command).await,
         Command::Report { command } => cmd_report::run(&api()?, command).await,
+        Command::Login { name, hours } => cmd_trust::login(&api()?, &cli.site, name, hours).await,
+        Command::Logout => cmd_trust::logout(&api()?, &cli.site).await,
+        Command::Admins { command } => cmd_trust::admins(&api()?, command).await,
+        Command::Audit { since, limit, json } => {
+            cmd_trust::audit(&api()?, since, limit, json).await
+        }
         Command::Bench { command } => cmd_bench::run(command).await,
     }
 }

@@ -1,14 +1,20 @@
-//! Clients: enrollment (an administrator's token, or later an enrollment token), the list,
-//! and one client's compliance.
+//! Clients: enrollment (with an enrollment token, an administrator's token, or none — then
+//! pending approval), approval and revocation, enrollment tokens, the list, and one
+//! client's compliance.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use koshin_store::NewClient;
-use koshin_wire::{ClientDetail, ClientSummary, EnrollRequest, EnrollResponse};
+use axum::http::HeaderMap;
+use koshin_domain::Permission;
+use koshin_store::{EnrollmentTokenRecord, NewClient};
+use koshin_wire::{
+    ClientDetail, ClientSummary, EnrollRequest, EnrollResponse, EnrollmentTokenOut,
+    NewEnrollmentToken,
+};
 
-use super::auth::Admin;
+use super::auth::{Admin, Can, CanManageClients};
 use super::error::{AppError, blocking};
 use crate::site::Site;
 
@@ -21,9 +27,65 @@ fn check_field(name: &str, v: &str, max: usize) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Who vouches for an enrollment.
+enum Voucher {
+    /// No token: the client waits for an administrator's approval.
+    None,
+    EnrollmentToken,
+    Administrator(String),
+}
+
+/// Reads the optional Bearer token of an enrollment: an enrollment token (one use spent) or
+/// an administrator's token whose role may manage clients. A token that is neither is
+/// refused rather than taken as "no token".
+async fn voucher(site: &Arc<Site>, headers: &HeaderMap) -> Result<Voucher, AppError> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(Voucher::None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            AppError::Unauthorized("the Authorization header must be 'Bearer <token>'".into())
+        })?
+        .to_string();
+    let hash = crate::init::hash_token(&token);
+    let store = site.store.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let (enrollment, admin) = blocking(move || {
+        if store.use_enrollment_token(&hash, now)? {
+            return Ok((true, None));
+        }
+        Ok((false, store.find_token(&hash)?))
+    })
+    .await?;
+    if enrollment {
+        return Ok(Voucher::EnrollmentToken);
+    }
+    match admin {
+        Some(t)
+            if koshin_domain::Role::parse(&t.role)
+                .is_some_and(|r| r.grants(Permission::ManageClients)) =>
+        {
+            Ok(Voucher::Administrator(t.name))
+        }
+        Some(t) => Err(AppError::Forbidden(format!(
+            "{} ({}) may not enroll clients",
+            t.name, t.role
+        ))),
+        None => Err(AppError::Unauthorized(
+            "the enrollment token is not valid (unknown, expired, revoked or used up)".into(),
+        )),
+    }
+}
+
+/// Public by design: a machine enrolls before it has any credential. Without a token it
+/// lands in "pending approval" and gets nothing from the management point until approved.
 pub async fn enroll(
-    admin: Admin,
     State(site): State<Arc<Site>>,
+    headers: HeaderMap,
     Json(req): Json<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, AppError> {
     if uuid::Uuid::parse_str(&req.client_id).is_err() {
@@ -44,6 +106,8 @@ pub async fn enroll(
             )));
         }
     }
+    let voucher = voucher(&site, &headers).await?;
+    let approved = !matches!(voucher, Voucher::None);
     let credential = format!("ksc_{}", hex::encode(rand::random::<[u8; 32]>()));
     let hash = crate::init::hash_token(&credential);
     let code = site.config.site.code.clone();
@@ -58,12 +122,18 @@ pub async fn enroll(
         agent_version: req.agent_version.clone(),
     };
     let now = jiff::Timestamp::now().as_millisecond();
-    let id = blocking(move || Ok(store.enroll_client(&new, &hash, now)?)).await?;
-    tracing::info!(admin = %admin.name, client = %id.name, client_id = %id.client_id, "client enrolled");
+    let id = blocking(move || Ok(store.enroll_client(&new, &hash, approved, now)?)).await?;
+    let by = match &voucher {
+        Voucher::None => "no token".to_string(),
+        Voucher::EnrollmentToken => "an enrollment token".to_string(),
+        Voucher::Administrator(n) => format!("administrator {n}"),
+    };
+    tracing::info!(client = %id.name, client_id = %id.client_id, approval = %id.approval, by = %by, "client enrolled");
     Ok(Json(EnrollResponse {
         client_id: id.client_id,
         credential,
         site: code,
+        approval: id.approval,
     }))
 }
 
@@ -86,4 +156,134 @@ pub async fn show(
         .await?
         .map(Json)
         .ok_or_else(|| AppError::NotFound(format!("no client '{key}' is enrolled at this site")))
+}
+
+async fn set_approval(
+    admin: Admin,
+    site: Arc<Site>,
+    key: String,
+    approval: &'static str,
+) -> Result<Json<ClientSummary>, AppError> {
+    admin.require(Permission::ManageClients)?;
+    let store = site.store.clone();
+    let by = admin.name.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let k = key.clone();
+    let c = blocking(move || Ok(store.set_client_approval(&k, approval, &by, now)?)).await?;
+    let action = if approval == "approved" {
+        "approve client"
+    } else {
+        "revoke client"
+    };
+    admin
+        .audit(
+            &site,
+            action,
+            &c.name,
+            &format!("client id {}", c.client_id),
+        )
+        .await?;
+    let store = site.store.clone();
+    let id = c.client_id.clone();
+    blocking(move || Ok(store.get_client(&id)?))
+        .await?
+        .map(|d| Json(d.summary))
+        .ok_or_else(|| AppError::NotFound(format!("client '{key}'")))
+}
+
+pub async fn approve(
+    Can(admin, _): Can<CanManageClients>,
+    State(site): State<Arc<Site>>,
+    Path(key): Path<String>,
+) -> Result<Json<ClientSummary>, AppError> {
+    set_approval(admin, site, key, "approved").await
+}
+
+pub async fn revoke(
+    Can(admin, _): Can<CanManageClients>,
+    State(site): State<Arc<Site>>,
+    Path(key): Path<String>,
+) -> Result<Json<ClientSummary>, AppError> {
+    set_approval(admin, site, key, "revoked").await
+}
+
+fn token_out(r: EnrollmentTokenRecord, token: Option<String>) -> EnrollmentTokenOut {
+    let ts = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    EnrollmentTokenOut {
+        id: r.id,
+        description: r.description,
+        created_by: r.created_by,
+        created: ts(r.created_ms),
+        expires: r.expires_ms.map(ts),
+        uses_left: r.uses_left,
+        used: r.used,
+        revoked: r.revoked_ms.map(ts),
+        token,
+    }
+}
+
+pub async fn create_enrollment_token(
+    admin: Can<CanManageClients>,
+    State(site): State<Arc<Site>>,
+    Json(req): Json<NewEnrollmentToken>,
+) -> Result<Json<EnrollmentTokenOut>, AppError> {
+    admin.require(Permission::ManageClients)?;
+    if req.description.len() > 255 || req.description.chars().any(char::is_control) {
+        return Err(AppError::BadRequest(
+            "description must be at most 255 printable characters".into(),
+        ));
+    }
+    let hours = req.hours.unwrap_or(24);
+    if !(1..=24 * 365).contains(&hours) {
+        return Err(AppError::BadRequest("hours must be from 1 to 8760".into()));
+    }
+    if req.uses == Some(0) {
+        return Err(AppError::BadRequest("uses must be at least 1".into()));
+    }
+    let token = format!("kse_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let now = jiff::Timestamp::now().as_millisecond();
+    let rec = EnrollmentTokenRecord {
+        id: 0,
+        description: req.description.clone(),
+        created_by: admin.name.clone(),
+        created_ms: now,
+        expires_ms: Some(now + i64::from(hours) * 3_600_000),
+        uses_left: req.uses.map(i64::from),
+        used: 0,
+        revoked_ms: None,
+    };
+    let store = site.store.clone();
+    let hash = crate::init::hash_token(&token);
+    let r = rec.clone();
+    let id = blocking(move || Ok(store.add_enrollment_token(&hash, &r)?)).await?;
+    admin
+        .audit(
+            &site,
+            "create enrollment token",
+            &format!("enrollment token {id}"),
+            &format!(
+                "uses {}, expires in {hours} h{}",
+                req.uses.map_or("unlimited".to_string(), |u| u.to_string()),
+                if req.description.is_empty() {
+                    String::new()
+                } else {
+                    format!(", '{}'", req.description)
+                }
+            ),
+        )
+        .await?;
+    Ok(Json(token_out(
+        EnrollmentTokenRecord { id, ..rec },
+        Some(token),
+    )))
+}
+
+pub async fn list_enrollment_tokens(
+    admin: Can<CanManageClients>,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<Vec<EnrollmentTokenOut>>, AppError> {
+    admin.require(Permission::ManageClients)?;
+    let store = site.store.clone();
+    let list = blocking(move || Ok(store.list_enrollment_tokens()?)).await?;
+    Ok(Json(list.into_iter().map(|r| token_out(r, None)).collect()))
 }

@@ -11,6 +11,7 @@ pub enum AppError {
     Unauthorized(String),
     Forbidden(String),
     NotFound(String),
+    Conflict(String),
     BadRequest(String),
     Internal(String),
 }
@@ -21,6 +22,7 @@ impl IntoResponse for AppError {
             AppError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m),
             AppError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            AppError::Conflict(m) => (StatusCode::CONFLICT, m),
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             AppError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
@@ -36,6 +38,7 @@ impl From<koshin_store::StoreError> for AppError {
         match e {
             koshin_store::StoreError::NotFound(m) => AppError::NotFound(format!("{m} not found")),
             koshin_store::StoreError::Invalid(m) => AppError::BadRequest(m),
+            koshin_store::StoreError::Conflict(m) => AppError::Conflict(m),
             other => AppError::Internal(other.to_string()),
         }
     }

@@ -1,7 +1,8 @@
 //! The HTTP API under `/api/v1`: one router listing every route ([`router::app`]), one file
 //! per resource, the site injected as state, administrators authenticated by the
-//! [`auth::Admin`] extractor. Every handler either takes `Admin` or says why it is public.
+//! [`auth::Admin`] extractor. Every route states its authorization in [`router::ROUTES`].
 
+mod admins;
 pub mod auth;
 mod clients;
 pub mod error;

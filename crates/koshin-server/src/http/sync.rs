@@ -44,10 +44,11 @@ pub async fn status(
 
 /// Records the request (SyncNow = SELF, or FULL) and wakes the sync manager.
 pub async fn request(
-    admin: Admin,
+    admin: super::auth::Can<super::auth::CanSync>,
     State(site): State<Arc<Site>>,
     body: Option<Json<SyncRequest>>,
 ) -> Result<Json<SyncRequestAccepted>, AppError> {
+    admin.require(koshin_domain::Permission::Sync)?;
     let full = body.map(|b| b.full).unwrap_or(false);
     let kind = if full {
         SyncKind::Full
@@ -63,6 +64,7 @@ pub async fn request(
     })
     .await?;
     tracing::info!(admin = %admin.name, kind = kind.name(), "sync requested");
+    admin.audit(&site, "request sync", kind.name(), "").await?;
     site.sync.wake();
     Ok(Json(SyncRequestAccepted {
         kind: kind.name().to_string(),
