@@ -751,3 +751,202 @@ fn report_list_sql_and_run_cover_every_named_report() {
         "nothing was deleted"
     );
 }
+
+fn koshin_stdin(
+    site: &str,
+    token: Option<&str>,
+    config: &Path,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new(KOSHIN);
+    cmd.args(args)
+        .env("KOSHIN_SITE", site)
+        .env_remove("KOSHIN_TOKEN")
+        .env("KOSHIN_DATA", config.join("no-local-site"))
+        .env("XDG_CONFIG_HOME", config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(t) = token {
+        cmd.env("KOSHIN_TOKEN", t);
+    }
+    let mut child = cmd.spawn().expect("koshin runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("output")
+}
+
+/// Issue "trust" from the command line: an administrator is added with a role, logs in
+/// (the token is kept per site, mode 0600), is refused what the role does not allow, logs
+/// out; enrollment tokens are created; `koshin audit` shows who did what.
+#[test]
+fn admins_login_enrollment_tokens_and_audit_from_the_cli() {
+    let (a, server) = archive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("site");
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let line = |suite: &str| {
+        format!(
+            "deb [signed-by={} arch=amd64] {} {suite} main",
+            a.keyring().display(),
+            a.uri(&server)
+        )
+    };
+    init(&data, &[line("bookworm")]);
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let token = token.trim();
+    let site = start(
+        &[
+            "site",
+            "serve",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "serving on ",
+    );
+    let out = koshin_stdin(
+        &site.url,
+        Some(token),
+        &config,
+        &["admins", "add", "ana", "--role", "read-only analyst"],
+        "a long enough password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admins = json(&koshin_stdin(
+        &site.url,
+        Some(token),
+        &config,
+        &["admins", "list", "--json"],
+        "",
+    ));
+    assert!(
+        admins
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|a| a["name"] == "ana" && a["role"] == "Read-only Analyst")
+    );
+
+    let out = koshin_stdin(
+        &site.url,
+        None,
+        &config,
+        &["login", "ana"],
+        "a long enough password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = config.join("koshin").join("tokens.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("tokens.json")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The stored token is used: ana reads, and may not sync.
+    let out = koshin_stdin(&site.url, None, &config, &["updates", "list", "--json"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = koshin_stdin(&site.url, None, &config, &["sync"], "");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may not sync"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = koshin_stdin(&site.url, None, &config, &["logout"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = koshin_stdin(
+        &site.url,
+        None,
+        &config,
+        &["login", "ana"],
+        "wrong password\n",
+    );
+    assert!(!out.status.success());
+
+    let t = json(&koshin_stdin(
+        &site.url,
+        Some(token),
+        &config,
+        &[
+            "clients",
+            "tokens",
+            "create",
+            "--uses",
+            "5",
+            "--description",
+            "lab",
+            "--json",
+        ],
+        "",
+    ));
+    assert!(t["token"].as_str().is_some_and(|t| t.starts_with("kse_")));
+    let out = koshin_stdin(
+        &site.url,
+        Some(token),
+        &config,
+        &["clients", "tokens", "list"],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("lab"));
+
+    let log = json(&koshin_stdin(
+        &site.url,
+        Some(token),
+        &config,
+        &["audit", "--json"],
+        "",
+    ));
+    let log = log.as_array().expect("entries");
+    for action in [
+        "create administrator",
+        "log in",
+        "log out",
+        "create enrollment token",
+    ] {
+        assert!(
+            log.iter().any(|e| e["action"] == action),
+            "audit lacks {action}: {log:?}"
+        );
+    }
+    // From where: the peer address of the request.
+    let created = log
+        .iter()
+        .find(|e| e["action"] == "create administrator")
+        .expect("entry");
+    assert_eq!(created["source"], "127.0.0.1", "{created}");
+    assert_eq!(created["target"], "ana");
+    let out = koshin_stdin(&site.url, Some(token), &config, &["audit"], "");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("create administrator") && text.contains("ana"),
+        "{text}"
+    );
+}
