@@ -89,6 +89,16 @@ fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Option<i64>
     ))
 }
 
+/// The one client a name or client id names: none, or an error when a name is ambiguous.
+pub(crate) fn single<T>(found: Vec<T>, key: &str) -> Result<Option<T>> {
+    if found.len() > 1 {
+        return Err(StoreError::Invalid(format!(
+            "more than one client is named '{key}'; give its client id"
+        )));
+    }
+    Ok(found.into_iter().next())
+}
+
 const CLIENT_COLUMNS: &str = "id, name, client_id, os, os_release, architecture, site, enrolled_ms, last_contact_ms, last_policy_ms, last_scan_ms, scanned_cv, approval";
 
 /// What a client's counts are made of: the unexpired catalog by the version that added
@@ -424,17 +434,8 @@ impl ClientStore for SqliteStore {
             stmt.query_map(params![key], summary_from_row)?
                 .collect::<rusqlite::Result<_>>()?
         };
-        let (rowid, scanned_cv, mut summary) = match found.len() {
-            0 => return Ok(None),
-            1 => found
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::NotFound(key.to_string()))?,
-            _ => {
-                return Err(StoreError::Invalid(format!(
-                    "more than one client is named '{key}'; give its client id"
-                )));
-            }
+        let Some((rowid, scanned_cv, mut summary)) = single(found, key)? else {
+            return Ok(None);
         };
         let counts = self.compliance_counts(&conn, Some(rowid))?;
         fill_counts(&mut summary, scanned_cv, &counts, rowid);

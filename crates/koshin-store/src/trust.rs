@@ -230,18 +230,8 @@ impl TrustStore for SqliteStore {
             })?
             .collect::<rusqlite::Result<_>>()?
         };
-        let mut c = match found.len() {
-            0 => return Err(StoreError::NotFound(format!("client '{key}'"))),
-            1 => found
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::NotFound(key.to_string()))?,
-            _ => {
-                return Err(StoreError::Invalid(format!(
-                    "more than one client is named '{key}'; give its client id"
-                )));
-            }
-        };
+        let mut c = crate::clients::single(found, key)?
+            .ok_or_else(|| StoreError::NotFound(format!("client '{key}'")))?;
         tx.execute(
             "UPDATE clients SET approval = ?2, approval_by = ?3, approval_ms = ?4 WHERE id = ?1",
             params![c.rowid, approval, by, now_ms],

@@ -151,6 +151,23 @@ fn init(data: &Path, lines: &[String]) {
     );
 }
 
+/// `koshin site serve` of the site in `data` on a free loopback port, and its admin token.
+fn serve(data: &Path) -> (Running, String) {
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let site = start(
+        &[
+            "site",
+            "serve",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "serving on ",
+    );
+    (site, token.trim().to_string())
+}
+
 #[test]
 fn cli_contract_sync_updates_and_status_messages() {
     let (a, server) = archive();
@@ -191,19 +208,8 @@ fn cli_contract_sync_updates_and_status_messages() {
         .expect("runs");
     assert!(!again.status.success());
 
-    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
-    let token = token.trim();
-    let site = start(
-        &[
-            "site",
-            "serve",
-            "--data",
-            &data.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        "serving on ",
-    );
+    let (site, token) = serve(&data);
+    let token = token.as_str();
     // The summary's default window starts at 00:00 UTC today: its check below holds only
     // if the day did not change while the sync ran.
     let day = || jiff::Timestamp::now().as_second().div_euclid(86_400);
@@ -597,19 +603,8 @@ fn report_list_sql_and_run_cover_every_named_report() {
         )
     };
     init(&data, &[line("bookworm"), line("bookworm-security")]);
-    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
-    let token = token.trim();
-    let site = start(
-        &[
-            "site",
-            "serve",
-            "--data",
-            &data.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        "serving on ",
-    );
+    let (site, token) = serve(&data);
+    let token = token.as_str();
     let out = koshin(&site.url, token, &["sync", "--wait", "--full"]);
     assert!(
         out.status.success(),
@@ -800,19 +795,8 @@ fn admins_login_enrollment_tokens_and_audit_from_the_cli() {
         )
     };
     init(&data, &[line("bookworm")]);
-    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
-    let token = token.trim();
-    let site = start(
-        &[
-            "site",
-            "serve",
-            "--data",
-            &data.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        "serving on ",
-    );
+    let (site, token) = serve(&data);
+    let token = token.as_str();
     let out = koshin_stdin(
         &site.url,
         Some(token),

@@ -1,12 +1,12 @@
-//! Every route of the API, in one place, each with the authorization it states. [`app`]
-//! refuses to build a router with a route missing from [`ROUTES`], and a test walks
-//! [`ROUTES`] checking that each route enforces what it states.
+//! Every route of the API, in one place, each with the authorization it states: one list
+//! makes both [`ROUTES`] and the router, and a test walks [`ROUTES`] checking that each
+//! route enforces what it states.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{get, post};
 use koshin_domain::Permission;
 
 use super::{admins, clients, mp, reports, site, status, sync, updates};
@@ -42,145 +42,59 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> Route {
 use Access::{Admin, Client, Public};
 use Permission::{ManageAdministrators, ManageClients, Read, Sync};
 
-/// Every route and its authorization.
-pub const ROUTES: &[Route] = &[
-    r(
-        "GET",
-        "/api/v1/health",
-        Public("a load balancer or monitor probes it; says only 'ok'"),
-    ),
-    r(
-        "POST",
-        "/api/v1/login",
-        Public("how an administrator gets a token"),
-    ),
-    r(
-        "GET",
-        "/api/v1/policy/machine",
-        Public("what any client may learn before enrolling: where to scan, the schedules"),
-    ),
-    r(
-        "POST",
-        "/api/v1/clients/enroll",
-        Public(
-            "a machine enrolls before it has a credential; without a token it waits for approval",
-        ),
-    ),
-    r("POST", "/api/v1/logout", Admin(Read)),
-    r("GET", "/api/v1/site", Admin(Read)),
-    r("GET", "/api/v1/updates", Admin(Read)),
-    r("GET", "/api/v1/updates/{id}", Admin(Read)),
-    r("GET", "/api/v1/status-messages", Admin(Read)),
-    r("GET", "/api/v1/status-messages/summary", Admin(Read)),
-    r("GET", "/api/v1/sync", Admin(Read)),
-    r("POST", "/api/v1/sync", Admin(Sync)),
-    r("GET", "/api/v1/clients", Admin(Read)),
-    r("GET", "/api/v1/clients/{key}", Admin(Read)),
-    r(
-        "POST",
-        "/api/v1/clients/{key}/approve",
-        Admin(ManageClients),
-    ),
-    r("POST", "/api/v1/clients/{key}/revoke", Admin(ManageClients)),
-    r("GET", "/api/v1/enrollment-tokens", Admin(ManageClients)),
-    r("POST", "/api/v1/enrollment-tokens", Admin(ManageClients)),
-    r("GET", "/api/v1/admins", Admin(ManageAdministrators)),
-    r("POST", "/api/v1/admins", Admin(ManageAdministrators)),
-    r(
-        "POST",
-        "/api/v1/admins/{name}/disable",
-        Admin(ManageAdministrators),
-    ),
-    r("GET", "/api/v1/audit", Admin(Read)),
-    r("GET", "/api/v1/reports", Admin(Read)),
-    r("GET", "/api/v1/reports/{name}", Admin(Read)),
-    r("GET", "/api/v1/mp/policy", Client),
-    r("GET", "/api/v1/mp/catalog", Client),
-    r("POST", "/api/v1/mp/state-messages", Client),
-];
+/// One list makes both [`ROUTES`] and the router, so no route can be served without
+/// stating its authorization.
+macro_rules! routes {
+    ($($method:literal $path:literal, $access:expr => $handler:expr;)*) => {
+        /// Every route and its authorization.
+        pub const ROUTES: &[Route] = &[$(r($method, $path, $access)),*];
 
-/// Adds a route, refusing one whose authorization is not stated in [`ROUTES`].
-fn add(
-    router: Router<Arc<SiteState>>,
-    method: &'static str,
-    path: &'static str,
-    handler: MethodRouter<Arc<SiteState>>,
-) -> Router<Arc<SiteState>> {
-    assert!(
-        ROUTES.iter().any(|r| r.method == method && r.path == path),
-        "{method} {path} states no authorization: add it to router::ROUTES"
-    );
-    router.route(path, handler)
+        fn register(router: Router<Arc<SiteState>>) -> Router<Arc<SiteState>> {
+            router $(.route($path, $handler))*
+        }
+    };
+}
+
+routes! {
+    "GET" "/api/v1/health", Public("a load balancer or monitor probes it; says only 'ok'")
+        => get(site::health);
+    "POST" "/api/v1/login", Public("how an administrator gets a token")
+        => post(admins::login);
+    "GET" "/api/v1/policy/machine",
+        Public("what any client may learn before enrolling: where to scan, the schedules")
+        => get(site::machine_policy);
+    "POST" "/api/v1/clients/enroll",
+        Public("a machine enrolls before it has a credential; without a token it waits for approval")
+        => post(clients::enroll);
+    "POST" "/api/v1/logout", Admin(Read) => post(admins::logout);
+    "GET" "/api/v1/site", Admin(Read) => get(site::info);
+    "GET" "/api/v1/updates", Admin(Read) => get(updates::list);
+    "GET" "/api/v1/updates/{id}", Admin(Read) => get(updates::show);
+    "GET" "/api/v1/status-messages", Admin(Read) => get(status::list);
+    "GET" "/api/v1/status-messages/summary", Admin(Read) => get(status::summary);
+    "GET" "/api/v1/sync", Admin(Read) => get(sync::status);
+    "POST" "/api/v1/sync", Admin(Sync) => post(sync::request);
+    "GET" "/api/v1/clients", Admin(Read) => get(clients::list);
+    "GET" "/api/v1/clients/{key}", Admin(Read) => get(clients::show);
+    "POST" "/api/v1/clients/{key}/approve", Admin(ManageClients) => post(clients::approve);
+    "POST" "/api/v1/clients/{key}/revoke", Admin(ManageClients) => post(clients::revoke);
+    "GET" "/api/v1/enrollment-tokens", Admin(ManageClients)
+        => get(clients::list_enrollment_tokens);
+    "POST" "/api/v1/enrollment-tokens", Admin(ManageClients)
+        => post(clients::create_enrollment_token);
+    "GET" "/api/v1/admins", Admin(ManageAdministrators) => get(admins::list);
+    "POST" "/api/v1/admins", Admin(ManageAdministrators) => post(admins::create);
+    "POST" "/api/v1/admins/{name}/disable", Admin(ManageAdministrators)
+        => post(admins::disable);
+    "GET" "/api/v1/audit", Admin(Read) => get(admins::audit);
+    "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
+    "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
+    "GET" "/api/v1/mp/policy", Client => get(mp::policy);
+    "GET" "/api/v1/mp/catalog", Client => get(mp::catalog);
+    "POST" "/api/v1/mp/state-messages", Client
+        => post(mp::state_messages).layer(DefaultBodyLimit::max(64 << 20));
 }
 
 pub fn app(state: Arc<SiteState>) -> Router {
-    let mut a = Router::new();
-    a = add(a, "GET", "/api/v1/health", get(site::health));
-    a = add(a, "POST", "/api/v1/login", post(admins::login));
-    a = add(a, "POST", "/api/v1/logout", post(admins::logout));
-    a = add(a, "GET", "/api/v1/site", get(site::info));
-    a = add(a, "GET", "/api/v1/updates", get(updates::list));
-    a = add(a, "GET", "/api/v1/updates/{id}", get(updates::show));
-    a = add(a, "GET", "/api/v1/status-messages", get(status::list));
-    a = add(
-        a,
-        "GET",
-        "/api/v1/status-messages/summary",
-        get(status::summary),
-    );
-    a = add(a, "GET", "/api/v1/sync", get(sync::status));
-    a = add(a, "POST", "/api/v1/sync", post(sync::request));
-    a = add(
-        a,
-        "GET",
-        "/api/v1/policy/machine",
-        get(site::machine_policy),
-    );
-    a = add(a, "GET", "/api/v1/clients", get(clients::list));
-    a = add(a, "POST", "/api/v1/clients/enroll", post(clients::enroll));
-    a = add(a, "GET", "/api/v1/clients/{key}", get(clients::show));
-    a = add(
-        a,
-        "POST",
-        "/api/v1/clients/{key}/approve",
-        post(clients::approve),
-    );
-    a = add(
-        a,
-        "POST",
-        "/api/v1/clients/{key}/revoke",
-        post(clients::revoke),
-    );
-    a = add(
-        a,
-        "GET",
-        "/api/v1/enrollment-tokens",
-        get(clients::list_enrollment_tokens),
-    );
-    a = add(
-        a,
-        "POST",
-        "/api/v1/enrollment-tokens",
-        post(clients::create_enrollment_token),
-    );
-    a = add(a, "GET", "/api/v1/admins", get(admins::list));
-    a = add(a, "POST", "/api/v1/admins", post(admins::create));
-    a = add(
-        a,
-        "POST",
-        "/api/v1/admins/{name}/disable",
-        post(admins::disable),
-    );
-    a = add(a, "GET", "/api/v1/audit", get(admins::audit));
-    a = add(a, "GET", "/api/v1/mp/policy", get(mp::policy));
-    a = add(a, "GET", "/api/v1/mp/catalog", get(mp::catalog));
-    a = add(
-        a,
-        "POST",
-        "/api/v1/mp/state-messages",
-        post(mp::state_messages).layer(DefaultBodyLimit::max(64 << 20)),
-    );
-    a = add(a, "GET", "/api/v1/reports", get(reports::list));
-    a = add(a, "GET", "/api/v1/reports/{name}", get(reports::run));
-    a.with_state(state)
+    register(Router::new()).with_state(state)
 }
