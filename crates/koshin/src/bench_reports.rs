@@ -77,23 +77,7 @@ async fn generate(a: &ReportsBenchArgs, data: &Path) -> anyhow::Result<()> {
         "bench: full sync of this machine's APT sources into {} ...",
         data.display()
     );
-    koshin_server::init::init_site(&koshin_server::init::InitOptions {
-        code: "BEN".into(),
-        data: data.to_path_buf(),
-        upstreams: vec!["system".into()],
-        listen: Some("127.0.0.1:0".into()),
-        parent: None,
-    })?;
-    {
-        let site = koshin_server::Site::open(data)?;
-        koshin_server::sync::SyncManager::new(site.clone())
-            .run_once(
-                koshin_domain::SyncTrigger::FullRequest,
-                koshin_domain::SyncKind::Full,
-            )
-            .await
-            .map_err(|f| anyhow!("the sync failed: {} ({})", f.reason, f.source))?;
-    }
+    drop(crate::bench_scan::synced_site(data).await?);
     let (clients, applicable) = (a.clients, a.applicable);
     let path = data.join(koshin_server::init::DATABASE_FILE);
     tokio::task::spawn_blocking(move || fill(&path, clients, applicable)).await??;

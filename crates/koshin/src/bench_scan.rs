@@ -67,6 +67,28 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(Duration, u64, Vec<u8>)> {
     Ok((elapsed, peak, out))
 }
 
+/// A new bench site in `data`, fully synced from this machine's APT sources.
+pub async fn synced_site(
+    data: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<koshin_server::Site>> {
+    koshin_server::init::init_site(&koshin_server::init::InitOptions {
+        code: "BEN".into(),
+        data: data.to_path_buf(),
+        upstreams: vec!["system".into()],
+        listen: Some("127.0.0.1:0".into()),
+        parent: None,
+    })?;
+    let site = koshin_server::Site::open(data)?;
+    koshin_server::sync::SyncManager::new(site.clone())
+        .run_once(
+            koshin_domain::SyncTrigger::FullRequest,
+            koshin_domain::SyncKind::Full,
+        )
+        .await
+        .map_err(|f| anyhow!("the sync failed: {} ({})", f.reason, f.source))?;
+    Ok(site)
+}
+
 fn stats(v: &mut [Duration]) -> (Duration, Duration) {
     v.sort();
     (v[0], v[v.len() / 2])
@@ -110,21 +132,7 @@ pub async fn run(a: ScanBenchArgs) -> anyhow::Result<std::process::ExitCode> {
     let root = work.path();
     eprintln!("bench: syncing a site from this machine's APT sources ...");
     let data = root.join("site");
-    koshin_server::init::init_site(&koshin_server::init::InitOptions {
-        code: "BEN".into(),
-        data: data.clone(),
-        upstreams: vec!["system".into()],
-        listen: Some("127.0.0.1:0".into()),
-        parent: None,
-    })?;
-    let site = koshin_server::Site::open(&data)?;
-    koshin_server::sync::SyncManager::new(site.clone())
-        .run_once(
-            koshin_domain::SyncTrigger::FullRequest,
-            koshin_domain::SyncKind::Full,
-        )
-        .await
-        .map_err(|f| anyhow!("the sync failed: {} ({})", f.reason, f.source))?;
+    let site = synced_site(&data).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
