@@ -261,6 +261,10 @@ pub struct EnrollResponse {
     /// The client's own credential (Bearer) for every later request.
     pub credential: String,
     pub site: String,
+    /// The site CA certificate (PEM): the agent trusts it, and only it, for an `https://`
+    /// site. Absent from sites older than TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
 }
 
 /// One binary of an update in the client catalog.

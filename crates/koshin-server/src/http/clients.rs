@@ -64,6 +64,7 @@ pub async fn enroll(
         client_id: id.client_id,
         credential,
         site: code,
+        ca_certificate: Some(site.pki.ca_certificate_pem().to_string()),
     }))
 }
 
