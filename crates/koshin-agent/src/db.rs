@@ -150,6 +150,7 @@ impl AgentDb {
             site_code: need("site_code")?,
             name: need("name")?,
             root: need("root")?,
+            ca_certificate: self.get(CA_CERTIFICATE_KEY)?,
         })
     }
 }
@@ -163,7 +164,13 @@ pub struct Identity {
     pub site_code: String,
     pub name: String,
     pub root: String,
+    /// The site CA certificate (PEM) stored at enrollment: the only root for an `https://`
+    /// site.
+    pub ca_certificate: Option<String>,
 }
+
+/// The kv key of the site CA certificate.
+pub const CA_CERTIFICATE_KEY: &str = "ca_certificate";
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use koshin_wire::{AgentStatus, EnrollRequest, ScanRecord};
 
-use crate::db::AgentDb;
+use crate::db::{AgentDb, CA_CERTIFICATE_KEY};
 use crate::{DEFAULT_SEND_INTERVAL_MINUTES, dpkg, mp, ts};
 
 pub struct EnrollOptions {
@@ -14,6 +14,9 @@ pub struct EnrollOptions {
     pub name: Option<String>,
     pub state: PathBuf,
     pub root: PathBuf,
+    /// The site CA certificate (PEM, from `--ca-cert FILE`) to verify an `https://` site at
+    /// this first contact. Without it, the CA stored by an earlier enrollment is used.
+    pub ca_certificate: Option<String>,
 }
 
 fn hostname() -> String {
@@ -26,6 +29,11 @@ fn hostname() -> String {
 
 /// Registers this machine with a site. The client id is generated once and kept, so
 /// enrolling again (a new credential) keeps the same client at the site.
+///
+/// The site CA certificate the site answers with is stored and from then on is the only
+/// root the agent trusts for an `https://` site. Over `https://` it came through a channel
+/// verified with the given (or already stored) CA; over plain `http://` it is trusted on
+/// first use, like everything else on that channel.
 pub async fn enroll(o: &EnrollOptions) -> anyhow::Result<(String, String)> {
     let db = AgentDb::open(&o.state)?;
     let client_id = match db.get("client_id")? {
@@ -46,7 +54,15 @@ pub async fn enroll(o: &EnrollOptions) -> anyhow::Result<(String, String)> {
         architecture: dpkg::architecture(&o.root),
         agent_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let resp = mp::enroll(&o.site, &o.token, &req).await?;
+    let ca = match &o.ca_certificate {
+        Some(pem) => Some(pem.clone()),
+        None => db.get(CA_CERTIFICATE_KEY)?,
+    };
+    let resp = mp::enroll(&o.site, &o.token, &req, ca.as_deref()).await?;
+    if let Some(pem) = resp.ca_certificate.as_ref().or(ca.as_ref()) {
+        mp::ca_certificates(pem)?;
+        db.set(CA_CERTIFICATE_KEY, pem)?;
+    }
     db.set("credential", &resp.credential)?;
     db.set("approval", &resp.approval)?;
     db.set("site_url", o.site.trim_end_matches('/'))?;

@@ -28,8 +28,13 @@ struct Cli {
 enum Command {
     /// Register this machine with a site.
     Enroll {
+        /// The site's URL: http://SITE:8530, or https://SITE:8531 with --ca-cert.
         #[arg(long)]
         site: String,
+        /// The site CA certificate (the site's DATA/pki/ca.crt) to verify an https:// site
+        /// with; the site's own copy is stored at enrollment and trusted from then on.
+        #[arg(long, env = "KOSHIN_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// An enrollment token of the site (or an administrator's); without one the client
         /// waits for an administrator's approval.
         #[arg(long, env = "KOSHIN_TOKEN", hide_env_values = true)]
@@ -109,18 +114,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Enroll {
             site,
+            ca_cert,
             token,
             name,
             root,
             send_interval_minutes,
         } => {
             let token = token.unwrap_or_default();
+            let ca_certificate = match &ca_cert {
+                Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the CA certificate {}", path.display())
+                })?),
+                None => None,
+            };
             let (client_id, code) = enroll::enroll(&enroll::EnrollOptions {
                 site: site.clone(),
                 token,
                 name,
                 state: cli.state.clone(),
                 root,
+                ca_certificate,
             })
             .await?;
             if let Some(m) = send_interval_minutes {
@@ -161,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // An offline scan never talks to the site: no HTTP client is set up for it.
             let mp = match trigger.kind() {
                 koshin_domain::scan::ScanKind::ForcedOffline => None,
-                _ => Some(Mp::new(&id.site_url, &id.credential)?),
+                _ => Some(Mp::for_identity(&id)?),
             };
             let detail = if json {
                 scan::Detail::All
@@ -222,7 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SendNow => {
             let mut db = AgentDb::open(&cli.state)?;
             let id = db.identity()?;
-            let mp = Mp::new(&id.site_url, &id.credential)?;
+            let mp = Mp::for_identity(&id)?;
             let sent = send::send_all(&mut db, &id, &mp)
                 .await
                 .context("state messages stay queued")?;

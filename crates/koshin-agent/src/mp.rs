@@ -36,13 +36,42 @@ impl std::fmt::Display for MpError {
 
 impl std::error::Error for MpError {}
 
-fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// Whether `site` is an `https://` URL.
+pub fn is_https(site: &str) -> bool {
+    site.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// The certificates of a PEM text (a site CA certificate), checked to hold at least one.
+pub fn ca_certificates(pem: &str) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+        .map_err(|_| anyhow!("the site CA certificate is not a PEM certificate"))?;
+    if certs.is_empty() {
+        return Err(anyhow!(
+            "the site CA certificate holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    Ok(certs)
+}
+
+/// The HTTP client of a site. With `ca` (the site CA, PEM), the CA is the only root the
+/// client trusts for HTTPS — never the system's; an `https://` site without it is refused
+/// before any request, since nothing could verify it.
+fn client(site: &str, ca: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
-        .user_agent(concat!("koshin-agent/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("cannot set up the HTTP client")
+        .user_agent(concat!("koshin-agent/", env!("CARGO_PKG_VERSION")));
+    match ca {
+        Some(pem) => b = b.tls_certs_only(ca_certificates(pem)?),
+        None if is_https(site) => {
+            return Err(anyhow!(
+                "{site} is an https:// site and this agent knows no CA certificate for it: give --ca-cert FILE (the site's DATA/pki/ca.crt)"
+            ));
+        }
+        None => {}
+    }
+    b.build().context("cannot set up the HTTP client")
 }
 
 async fn answer<T: DeserializeOwned>(
@@ -72,14 +101,16 @@ fn root_cause(e: &dyn std::error::Error) -> String {
     cur.to_string()
 }
 
-/// Registers with a site using an administrator or enrollment token.
+/// Registers with a site using an administrator or enrollment token; `ca` (PEM) is the
+/// site CA to verify an `https://` site with.
 pub async fn enroll(
     site: &str,
     token: &str,
     req: &EnrollRequest,
+    ca: Option<&str>,
 ) -> anyhow::Result<EnrollResponse> {
     let url = format!("{}/api/v1/clients/enroll", site.trim_end_matches('/'));
-    let mut post = client()?.post(url);
+    let mut post = client(site, ca)?.post(url);
     // No token: the site records the machine as pending approval.
     if !token.trim().is_empty() {
         post = post.bearer_auth(token.trim());
@@ -90,12 +121,25 @@ pub async fn enroll(
 }
 
 impl Mp {
+    /// The management point of a plain `http://` site (an `https://` one needs its CA:
+    /// [`Mp::with_ca`], [`Mp::for_identity`]).
     pub fn new(site: &str, credential: &str) -> anyhow::Result<Mp> {
+        Mp::with_ca(site, credential, None)
+    }
+
+    /// The management point of `site`; `ca` (PEM) is the only root trusted for HTTPS.
+    pub fn with_ca(site: &str, credential: &str, ca: Option<&str>) -> anyhow::Result<Mp> {
         Ok(Mp {
             base: site.trim_end_matches('/').to_string(),
             credential: credential.to_string(),
-            http: client()?,
+            http: client(site, ca)?,
         })
+    }
+
+    /// The management point of the site this agent enrolled with, verified with the CA
+    /// certificate it stored at enrollment.
+    pub fn for_identity(id: &crate::db::Identity) -> anyhow::Result<Mp> {
+        Mp::with_ca(&id.site_url, &id.credential, id.ca_certificate.as_deref())
     }
 
     async fn get<T: DeserializeOwned, Q: Serialize>(

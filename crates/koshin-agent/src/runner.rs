@@ -58,7 +58,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut db = AgentDb::open(state)?;
     let id = db.identity()?;
-    let mp = Mp::new(&id.site_url, &id.credential)?;
+    let mp = Mp::for_identity(&id)?;
     let root = std::path::PathBuf::from(&id.root);
     tracing::info!(client = %id.name, site = %id.site_url, "agent started");
     let mut policy_failures = 0u32;

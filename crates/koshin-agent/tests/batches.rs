@@ -373,6 +373,7 @@ async fn only_the_client_itself_may_send_its_states() {
         name: Some("pc-self-b".into()),
         state: b.state.clone(),
         root: b.root.clone(),
+        ca_certificate: None,
     })
     .await
     .expect("enroll again");

@@ -166,6 +166,7 @@ async fn clients_enroll_with_a_token_or_wait_for_approval() {
         name: Some("pc-pending".into()),
         state: pending.state.clone(),
         root: pending.root.clone(),
+        ca_certificate: None,
     })
     .await
     .expect("enrolls, pending");
@@ -223,6 +224,7 @@ async fn clients_enroll_with_a_token_or_wait_for_approval() {
         name: Some(name.into()),
         state: a.state.clone(),
         root: a.root.clone(),
+        ca_certificate: None,
     };
     koshin_agent::enroll::enroll(&opts(&first, "pc-token"))
         .await

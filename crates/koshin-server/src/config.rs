@@ -14,6 +14,8 @@ pub struct SiteConfig {
     pub sync: SyncSection,
     #[serde(default)]
     pub policy: PolicySection,
+    #[serde(default)]
+    pub tls: TlsSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -121,6 +123,56 @@ impl Default for PolicySection {
     }
 }
 
+/// `[tls]`: HTTPS with the site's own certificate authority (C7, S10). The CA and the site's
+/// certificate live in `DATA/pki/` ([`crate::pki`]); these settings say where HTTPS listens,
+/// whether plain HTTP is served at all, and whether TLS clients must show a certificate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// Address the HTTPS listener binds, e.g. `0.0.0.0:8531` (WSUS's SSL port); empty: no
+    /// HTTPS listener.
+    pub https_listen: String,
+    /// When true the site serves only HTTPS: no plain HTTP listener at all.
+    pub internet_facing: bool,
+    /// Whether a TLS client must present a certificate signed by the site CA.
+    pub client_certificates: ClientCertificates,
+    /// Extra DNS names or IP addresses for the site certificate, beside `localhost`,
+    /// `127.0.0.1`, `::1`, this machine's host name and the host of `public_url`.
+    pub names: Vec<String>,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            https_listen: String::new(),
+            internet_facing: false,
+            client_certificates: ClientCertificates::Optional,
+            names: Vec::new(),
+        }
+    }
+}
+
+/// Mutual TLS on the HTTPS listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificates {
+    /// The site asks for a client certificate; a client without one is served, a client
+    /// with one not signed by the site CA is refused at the handshake.
+    Optional,
+    /// A client without a certificate signed by the site CA is refused at the handshake.
+    Required,
+}
+
+impl ClientCertificates {
+    /// The value as `koshin.toml` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientCertificates::Optional => "optional",
+            ClientCertificates::Required => "required",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {reason}")]
@@ -178,7 +230,41 @@ impl SiteConfig {
                     self.site.listen
                 )
             })?;
+        if !self.tls.https_listen.is_empty() {
+            self.tls
+                .https_listen
+                .parse::<std::net::SocketAddr>()
+                .map_err(|_| {
+                    format!(
+                        "[tls] https_listen: '{}' is not an address like 0.0.0.0:8531",
+                        self.tls.https_listen
+                    )
+                })?;
+        }
+        if self.tls.internet_facing && self.tls.https_listen.is_empty() {
+            return Err(
+                "[tls] internet_facing = true serves only HTTPS: set https_listen (e.g. \"0.0.0.0:8531\")"
+                    .into(),
+            );
+        }
+        for name in &self.tls.names {
+            if !crate::pki::valid_name(name) {
+                return Err(format!(
+                    "[tls] names: '{name}' is not a DNS name or an IP address"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the site serves plain HTTP on `[site] listen` (not when internet-facing).
+    pub fn serves_http(&self) -> bool {
+        !self.tls.internet_facing
+    }
+
+    /// Whether the site serves HTTPS (`[tls] https_listen` is set).
+    pub fn serves_https(&self) -> bool {
+        !self.tls.https_listen.is_empty()
     }
 
     pub fn criteria(&self) -> koshin_domain::catalog::Criteria {
@@ -202,9 +288,15 @@ impl SiteConfig {
         }
     }
 
+    /// The URL clients use to reach this site: `public_url`, or else `https://<https_listen>`
+    /// for an internet-facing site and `http://<listen>` for any other.
     pub fn public_url(&self) -> String {
         if self.site.public_url.is_empty() {
-            format!("http://{}", self.site.listen)
+            if self.tls.internet_facing {
+                format!("https://{}", self.tls.https_listen)
+            } else {
+                format!("http://{}", self.site.listen)
+            }
         } else {
             self.site.public_url.trim_end_matches('/').to_string()
         }
@@ -270,6 +362,23 @@ metadata_ttl_minutes = {ttl}
 first_scan_window_minutes = {first}
 # Clients poll machine policy this often (minutes).
 policy_poll_minutes = {pollp}
+
+[tls]
+# HTTPS with the site's own certificate authority, DATA/pki/ (see docs/security.md):
+# ca.crt is what clients, curl and apt trust; site.crt is this site's certificate.
+# Address the HTTPS listener binds, e.g. "0.0.0.0:8531" (WSUS's SSL port). Empty: no HTTPS.
+https_listen = {https_listen}
+# true: serve ONLY HTTPS (an internet-facing site). There is then no plain HTTP listener at
+# all: a plain request is refused at the TCP level and nothing crosses the network in clear.
+internet_facing = {internet_facing}
+# Mutual TLS on the HTTPS listener: "optional" (a client may present a certificate; one not
+# signed by the site CA is refused) or "required" (a client without a certificate signed by
+# the site CA is refused at the handshake).
+client_certificates = {client_certs}
+# Extra DNS names or IP addresses in the site certificate, besides localhost, 127.0.0.1,
+# ::1, this machine's host name and the host of public_url; e.g. ["koshin.example.org"].
+# The certificate is re-issued at the next start when this list changes.
+names = {tls_names}
 "#,
             code = toml_str(&self.site.code),
             system = toml_str(&self.site.system),
@@ -292,6 +401,10 @@ policy_poll_minutes = {pollp}
             ttl = self.policy.metadata_ttl_minutes,
             first = self.policy.first_scan_window_minutes,
             pollp = self.policy.policy_poll_minutes,
+            https_listen = toml_str(&self.tls.https_listen),
+            internet_facing = self.tls.internet_facing,
+            client_certs = toml_str(self.tls.client_certificates.name()),
+            tls_names = list(&self.tls.names),
         )
     }
 }
@@ -338,6 +451,7 @@ mod tests {
             upstream: UpstreamSection::default(),
             sync: SyncSection::default(),
             policy: PolicySection::default(),
+            tls: TlsSection::default(),
         };
         let text = cfg.to_documented_toml();
         let back: SiteConfig = toml::from_str(&text).unwrap();
@@ -346,5 +460,64 @@ mod tests {
         assert_eq!(back.policy.metadata_ttl_minutes, 1440);
         back.validate().unwrap();
         assert!(validate_site_code("cs1").is_err());
+        assert_eq!(back.tls.https_listen, "");
+        assert!(!back.tls.internet_facing);
+        assert_eq!(back.tls.client_certificates, ClientCertificates::Optional);
+    }
+
+    fn with_tls(tls: TlsSection) -> SiteConfig {
+        SiteConfig {
+            site: SiteSection {
+                code: "CS1".into(),
+                system: String::new(),
+                listen: default_listen(),
+                public_url: String::new(),
+            },
+            upstream: UpstreamSection::default(),
+            sync: SyncSection::default(),
+            policy: PolicySection::default(),
+            tls,
+        }
+    }
+
+    #[test]
+    fn tls_section_round_trips_and_validates() {
+        let cfg = with_tls(TlsSection {
+            https_listen: "0.0.0.0:8531".into(),
+            internet_facing: true,
+            client_certificates: ClientCertificates::Required,
+            names: vec!["koshin.example.org".into(), "10.0.0.5".into()],
+        });
+        let back: SiteConfig = toml::from_str(&cfg.to_documented_toml()).unwrap();
+        back.validate().unwrap();
+        assert_eq!(back.tls.https_listen, "0.0.0.0:8531");
+        assert!(back.tls.internet_facing);
+        assert!(!back.serves_http() && back.serves_https());
+        assert_eq!(back.tls.client_certificates, ClientCertificates::Required);
+        assert_eq!(back.tls.names, ["koshin.example.org", "10.0.0.5"]);
+        assert_eq!(back.public_url(), "https://0.0.0.0:8531");
+
+        let check = |tls: TlsSection| with_tls(tls).validate();
+        let err = check(TlsSection {
+            internet_facing: true,
+            ..TlsSection::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("https_listen"), "{err}");
+        let err = check(TlsSection {
+            https_listen: "8531".into(),
+            ..TlsSection::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("[tls] https_listen"), "{err}");
+        let err = check(TlsSection {
+            names: vec!["not a name".into()],
+            ..TlsSection::default()
+        })
+        .unwrap_err();
+        assert!(err.contains("[tls] names"), "{err}");
+        let bad: Result<SiteConfig, _> =
+            toml::from_str("[site]\ncode = \"CS1\"\n[tls]\nclient_certificates = \"sometimes\"\n");
+        assert!(bad.is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! `koshin site init`: a site's data folder — `koshin.toml` with every default written out,
 //! the database, `logs/`, `inboxes/`, `content/`, the local publisher folder, and
-//! `admin.token`, a first Full Administrator token (mode 0600) that the CLI uses.
+//! `admin.token`, a first Full Administrator token (mode 0600) that the CLI uses, and the
+//! site's certificate authority and certificate in `pki/` ([`crate::pki`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,8 @@ use koshin_store::{AuthStore, SqliteStore};
 use sha2::{Digest, Sha256};
 
 use crate::config::{
-    PolicySection, SiteConfig, SiteSection, SyncSection, UpstreamSection, validate_site_code,
+    PolicySection, SiteConfig, SiteSection, SyncSection, TlsSection, UpstreamSection,
+    validate_site_code,
 };
 
 pub const CONFIG_FILE: &str = "koshin.toml";
@@ -32,6 +34,8 @@ pub struct InitOutcome {
     pub data: PathBuf,
     pub config_path: PathBuf,
     pub token_path: PathBuf,
+    /// `DATA/pki/ca.crt`: the certificate clients trust for HTTPS.
+    pub ca_path: PathBuf,
 }
 
 /// The folders of a data folder, created by init and checked at start.
@@ -86,6 +90,7 @@ pub fn init_site(opts: &InitOptions) -> anyhow::Result<InitOutcome> {
         upstream,
         sync: SyncSection::default(),
         policy: PolicySection::default(),
+        tls: TlsSection::default(),
     };
     cfg.validate().map_err(anyhow::Error::msg)?;
     let store = SqliteStore::open(&opts.data.join(DATABASE_FILE))?;
@@ -107,6 +112,7 @@ pub fn init_site(opts: &InitOptions) -> anyhow::Result<InitOutcome> {
     let token_path = opts.data.join(TOKEN_FILE);
     write_private(&token_path, &format!("{token}\n"))?;
     write_example_local_update(&opts.data.join("local-publisher"))?;
+    let pki = crate::pki::SitePki::ensure(&opts.data, &cfg)?;
     // The config goes last: its presence marks a complete site folder.
     std::fs::write(&config_path, cfg.to_documented_toml())
         .with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -114,6 +120,7 @@ pub fn init_site(opts: &InitOptions) -> anyhow::Result<InitOutcome> {
         data: opts.data.clone(),
         config_path,
         token_path,
+        ca_path: pki.ca_certificate_path(),
     })
 }
 

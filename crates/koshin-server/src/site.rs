@@ -10,6 +10,7 @@ use koshin_store::{SqliteStore, Store};
 use crate::config::SiteConfig;
 use crate::init::{CONFIG_FILE, DATABASE_FILE, layout};
 use crate::log::ComponentLog;
+use crate::pki::SitePki;
 use crate::status::StatusReporter;
 use crate::sync::SyncHandle;
 
@@ -20,9 +21,14 @@ pub struct Site {
     pub status: StatusReporter,
     pub sync: SyncHandle,
     pub sync_log: Arc<ComponentLog>,
+    /// The site's certificate authority and certificate (`DATA/pki/`).
+    pub pki: SitePki,
 }
 
 impl Site {
+    /// Opens the site in `data`: its configuration, database and logs, and its PKI — created
+    /// on the first start of a site made before TLS (an existing CA is never replaced) and
+    /// the site certificate re-issued when it is missing, stale or near expiry.
     pub fn open(data: &Path) -> anyhow::Result<Arc<Site>> {
         let config_path = data.join(CONFIG_FILE);
         if !config_path.exists() {
@@ -38,6 +44,7 @@ impl Site {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        let pki = SitePki::ensure(data, &config)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join(DATABASE_FILE))?);
         let status = StatusReporter::new(store.clone(), &config.site.code, &config.system_name());
         let sync_log = Arc::new(ComponentLog::open(
@@ -52,6 +59,7 @@ impl Site {
             status,
             sync: SyncHandle::default(),
             sync_log,
+            pki,
         }))
     }
 

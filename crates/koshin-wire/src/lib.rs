@@ -264,6 +264,10 @@ pub struct EnrollResponse {
     /// "approved", or "pending" until an administrator approves the client.
     #[serde(default = "approved")]
     pub approval: String,
+    /// The site CA certificate (PEM): the agent trusts it, and only it, for an `https://`
+    /// site. Absent from sites older than TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
 }
 
 fn approved() -> String {

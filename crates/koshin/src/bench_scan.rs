@@ -148,6 +148,7 @@ pub async fn run(a: ScanBenchArgs) -> anyhow::Result<std::process::ExitCode> {
         name: Some("bench".into()),
         state: state.clone(),
         root: PathBuf::from("/"),
+        ca_certificate: None,
     })
     .await?;
     let status = Command::new(&agent_bin)

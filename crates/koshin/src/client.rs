@@ -1,7 +1,8 @@
 //! The CLI's HTTP client of a site's API: bearer token, JSON in and out, and errors that
-//! carry the site's one-line reason.
+//! carry the site's one-line reason. For an `https://` site it verifies the site with the
+//! site CA (`--ca-cert`, `KOSHIN_CA_CERT`, or the local data folder's `pki/ca.crt`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use serde::Serialize;
@@ -10,33 +11,67 @@ use serde::de::DeserializeOwned;
 pub struct Api {
     base: String,
     token: Option<String>,
+    /// The CA certificate file HTTPS is verified with (the only root), if any.
+    ca: Option<PathBuf>,
     http: reqwest::Client,
+}
+
+/// The local data folder: `KOSHIN_DATA`, else `./koshin-data`.
+fn local_data() -> PathBuf {
+    std::env::var_os("KOSHIN_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("./koshin-data"))
 }
 
 /// Where the CLI looks for a token when none is given and `koshin login` stored none for
 /// the site: the local data folder's admin.token.
 fn local_token() -> Option<String> {
-    let data = std::env::var_os("KOSHIN_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("./koshin-data"));
-    std::fs::read_to_string(data.join("admin.token"))
+    std::fs::read_to_string(local_data().join("admin.token"))
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
 }
 
+/// Where the CLI looks for the site CA when none is given: the local data folder's
+/// `pki/ca.crt` (the CLI runs on the site machine).
+fn local_ca() -> Option<PathBuf> {
+    let path = local_data()
+        .join(koshin_server::pki::PKI_DIR)
+        .join(koshin_server::pki::CA_CERT_FILE);
+    path.is_file().then_some(path)
+}
+
 impl Api {
-    pub fn new(site: &str, token: Option<String>) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder()
+    /// A client of `site` that trusts only the CA certificate in `ca_cert` for HTTPS
+    /// (default: the local data folder's `pki/ca.crt` for an `https://` site; without
+    /// either, the system's roots, for a site behind a publicly trusted certificate).
+    pub fn with_ca(
+        site: &str,
+        token: Option<String>,
+        ca_cert: Option<&Path>,
+    ) -> anyhow::Result<Api> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
-            .timeout(std::time::Duration::from_secs(300))
-            .build()
-            .context("cannot set up the HTTP client")?;
+            .timeout(std::time::Duration::from_secs(300));
+        let ca = match ca_cert {
+            Some(p) => Some(p.to_path_buf()),
+            None if koshin_agent::mp::is_https(site) => local_ca(),
+            None => None,
+        };
+        if let Some(path) = &ca {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            let certs = koshin_agent::mp::ca_certificates(&pem)
+                .with_context(|| format!("{}", path.display()))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder.build().context("cannot set up the HTTP client")?;
         Ok(Api {
             base: site.trim_end_matches('/').to_string(),
             token: token
                 .or_else(|| crate::cmd_trust::stored_token(site))
                 .or_else(local_token),
+            ca,
             http,
         })
     }
@@ -54,10 +89,19 @@ impl Api {
         r: reqwest::RequestBuilder,
         what: &str,
     ) -> anyhow::Result<T> {
-        let resp = r
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach the site at {}: {}", self.base, root_cause(&e)))?;
+        let resp = r.send().await.map_err(|e| {
+            let cause = root_cause(&e);
+            let hint = if !koshin_agent::mp::is_https(&self.base)
+                || !cause.to_lowercase().contains("certificate")
+            {
+                String::new()
+            } else if let Some(ca) = &self.ca {
+                format!(" (verified with the CA certificate {})", ca.display())
+            } else {
+                " (give the site CA with --ca-cert DATA/pki/ca.crt or KOSHIN_CA_CERT)".into()
+            };
+            anyhow!("cannot reach the site at {}: {cause}{hint}", self.base)
+        })?;
         let status = resp.status();
         let body = resp
             .bytes()

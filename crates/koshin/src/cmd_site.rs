@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use koshin_server::Site;
 use koshin_server::init::{InitOptions, init_site};
+use koshin_server::{Listeners, Site, SiteConfig};
 
 use crate::client::Api;
 use crate::output;
@@ -28,13 +28,20 @@ pub enum SiteCommand {
         parent: Option<String>,
         #[arg(long)]
         listen: Option<String>,
+        /// Serve HTTPS on this address too (`[tls] https_listen`, e.g. 0.0.0.0:8531).
+        #[arg(long)]
+        https_listen: Option<String>,
     },
     /// Run a site: API, update point, sync manager.
     Serve {
         #[arg(long, default_value = "./koshin-data", env = "KOSHIN_DATA")]
         data: PathBuf,
+        /// The plain HTTP address (default: `[site] listen`).
         #[arg(long)]
         listen: Option<String>,
+        /// The HTTPS address (default: `[tls] https_listen`).
+        #[arg(long)]
+        https_listen: Option<String>,
     },
 }
 
@@ -46,6 +53,7 @@ pub async fn run(cmd: SiteCommand) -> anyhow::Result<ExitCode> {
             upstreams,
             parent,
             listen,
+            https_listen,
         } => {
             let out = init_site(&InitOptions {
                 code: code.clone(),
@@ -54,35 +62,73 @@ pub async fn run(cmd: SiteCommand) -> anyhow::Result<ExitCode> {
                 listen,
                 parent,
             })?;
+            if let Some(addr) = https_listen {
+                let mut cfg = SiteConfig::load(&out.config_path)?;
+                cfg.tls.https_listen = addr;
+                cfg.validate().map_err(anyhow::Error::msg)?;
+                std::fs::write(&out.config_path, cfg.to_documented_toml())
+                    .with_context(|| format!("cannot write {}", out.config_path.display()))?;
+            }
             println!("Created site {code} in {}", out.data.display());
             println!("  configuration: {}", out.config_path.display());
             println!("  admin token:   {} (mode 0600)", out.token_path.display());
+            println!(
+                "  site CA:       {} (clients trust it for HTTPS)",
+                out.ca_path.display()
+            );
             println!(
                 "Run it with: koshin site serve --data {}",
                 out.data.display()
             );
             Ok(ExitCode::SUCCESS)
         }
-        SiteCommand::Serve { data, listen } => {
+        SiteCommand::Serve {
+            data,
+            listen,
+            https_listen,
+        } => {
             let site = Site::open(&data)?;
-            let addr = listen.unwrap_or_else(|| site.config.site.listen.clone());
-            let listener = bind(&addr).await?;
-            eprintln!(
-                "Site {} serving on http://{} (data: {})",
-                site.config.site.code,
-                listener.local_addr().map(|a| a.to_string()).unwrap_or(addr),
-                data.display()
-            );
-            koshin_server::serve(site, listener, shutdown_signal()).await?;
+            let listeners =
+                Listeners::bind(&site.config, listen.as_deref(), https_listen.as_deref()).await?;
+            // "serving on http://..." stays the first line that names a URL: scripts wait for it.
+            if let Some(addr) = listeners.http_addr() {
+                eprintln!(
+                    "Site {} serving on http://{addr} (data: {})",
+                    site.config.site.code,
+                    data.display()
+                );
+            }
+            if let Some(addr) = listeners.https_addr() {
+                eprintln!(
+                    "Site {} serving HTTPS on https://{addr} (CA: {}; client certificates {}{})",
+                    site.config.site.code,
+                    site.pki.ca_certificate_path().display(),
+                    site.config.tls.client_certificates.name(),
+                    if site.config.tls.internet_facing {
+                        "; internet-facing: no plain HTTP"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            koshin_server::serve(site, listeners, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
+/// An address to reach a listener at from this machine: loopback for a wildcard address
+/// (the site certificate names 127.0.0.1 and ::1).
+fn loopback(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv6() {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        });
+    }
+    a
 }
 
 pub async fn shutdown_signal() {
@@ -110,23 +156,24 @@ pub async fn shutdown_signal() {
 /// Enrolls an agent for this machine (state in `<data>/agent`), scans it (the user's
 /// "software updates scan cycle") and sends its state messages at once.
 async fn scan_this_host(
-    data: &Path,
+    site: &Site,
     url: &str,
     token: &str,
 ) -> anyhow::Result<koshin_wire::ClientDetail> {
     use koshin_agent::{db::AgentDb, enroll, mp::Mp, scan, send};
-    let state = data.join("agent");
+    let state = site.data.join("agent");
     enroll::enroll(&enroll::EnrollOptions {
         site: url.to_string(),
         token: token.to_string(),
         name: None,
         state: state.clone(),
         root: PathBuf::from("/"),
+        ca_certificate: Some(site.pki.ca_certificate_pem().to_string()),
     })
     .await?;
     let mut db = AgentDb::open(&state)?;
     let id = db.identity()?;
-    let mp = Mp::new(&id.site_url, &id.credential)?;
+    let mp = Mp::for_identity(&id)?;
     let out = scan::scan(
         &mut db,
         Some(&mp),
@@ -141,7 +188,8 @@ async fn scan_this_host(
     send::send_all(&mut db, &id, &mp)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let api = Api::new(url, Some(token.to_string()))?;
+    let ca = site.pki.ca_certificate_path();
+    let api = Api::with_ca(url, Some(token.to_string()), Some(&ca))?;
     api.get(&format!("/api/v1/clients/{}", id.client_id), &(), "client")
         .await
 }
@@ -161,19 +209,24 @@ pub async fn up(data: &Path, listen: Option<String>) -> anyhow::Result<ExitCode>
         println!("Using the site in {}", data.display());
     }
     let site = Site::open(data)?;
-    let addr = listen.unwrap_or_else(|| site.config.site.listen.clone());
-    let listener = bind(&addr).await?;
-    let local = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
-    let url = format!("http://{local}");
+    let listeners = Listeners::bind(&site.config, listen.as_deref(), None).await?;
+    // The quick start talks to its own site over plain HTTP when it serves it, else HTTPS.
+    let url = match (listeners.http_addr(), listeners.https_addr()) {
+        (Some(a), _) => format!("http://{a}"),
+        (None, Some(a)) => format!("https://{}", loopback(a)),
+        (None, None) => anyhow::bail!("the site listens nowhere"),
+    };
+    let https_url = listeners
+        .https_addr()
+        .map(|a| format!("https://{}", loopback(a)));
     let token = std::fs::read_to_string(data.join(koshin_server::init::TOKEN_FILE))
         .with_context(|| format!("cannot read {}", data.join("admin.token").display()))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(koshin_server::serve(site.clone(), listener, async move {
+    let server = tokio::spawn(koshin_server::serve(site.clone(), listeners, async move {
         let _ = stop_rx.await;
     }));
-    let api = Api::new(&url, Some(token.trim().to_string()))?;
+    let ca = site.pki.ca_certificate_path();
+    let api = Api::with_ca(&url, Some(token.trim().to_string()), Some(&ca))?;
     let full = site
         .store
         .content_version()
@@ -230,7 +283,7 @@ pub async fn up(data: &Path, listen: Option<String>) -> anyhow::Result<ExitCode>
     let total: u64 = info.catalog.iter().map(|c| c.updates).sum();
     println!("{total} updates in all.");
     println!();
-    match scan_this_host(data, &url, token.trim()).await {
+    match scan_this_host(&site, &url, token.trim()).await {
         Ok(detail) => {
             let required: Vec<_> = detail
                 .updates
@@ -257,6 +310,11 @@ pub async fn up(data: &Path, listen: Option<String>) -> anyhow::Result<ExitCode>
         "API:     {url}/api/v1   (token: {})",
         data.join("admin.token").display()
     );
+    if let Some(https) = &https_url
+        && *https != url
+    {
+        println!("HTTPS:   {https}/api/v1   (CA: {})", ca.display());
+    }
     println!("Logs:    {}", data.join("logs").display());
     println!("Try:     koshin updates list --classification \"Security Updates\"");
     println!("Serving; press Ctrl-C to stop.");

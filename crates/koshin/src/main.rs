@@ -38,6 +38,10 @@ struct Cli {
     /// Administrator token (default: the admin.token of the local data folder).
     #[arg(long, global = true, env = "KOSHIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The site CA certificate to verify an https:// site with (default: the local data
+    /// folder's pki/ca.crt, when there is one).
+    #[arg(long, global = true, env = "KOSHIN_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,7 +117,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KOSHIN_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                // The platform verifier logs a failed verification that koshin reports anyway.
+                .unwrap_or_else(|_| "warn,rustls_platform_verifier=off".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -143,7 +148,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let api = || client::Api::new(&cli.site, cli.token.clone());
+    let api = || client::Api::with_ca(&cli.site, cli.token.clone(), cli.ca_cert.as_deref());
     match cli.command {
         Command::Up { data, listen } => cmd_site::up(&data, listen).await,
         Command::Site { command } => cmd_site::run(command).await,

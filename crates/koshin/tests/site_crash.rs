@@ -282,6 +282,7 @@ async fn kill_9_of_the_site_during_ingestion_loses_and_duplicates_nothing() {
             name: Some(format!("pc-{i:02}")),
             state: agent.state.clone(),
             root: agent.root.clone(),
+            ca_certificate: None,
         })
         .await
         .expect("enroll");

@@ -274,6 +274,7 @@ impl Served {
             name: Some(name.to_string()),
             state: agent.state.clone(),
             root: agent.root.clone(),
+            ca_certificate: None,
         })
         .await
         .expect("enroll");
@@ -476,7 +477,7 @@ impl TestAgent {
 
     pub fn mp(&self) -> Mp {
         let id = self.identity();
-        Mp::new(&id.site_url, &id.credential).expect("mp")
+        Mp::for_identity(&id).expect("mp")
     }
 
     pub fn kv_i64(&self, key: &str) -> Option<i64> {

@@ -134,6 +134,7 @@ pub async fn enroll(
         credential,
         site: code,
         approval: id.approval,
+        ca_certificate: Some(site.pki.ca_certificate_pem().to_string()),
     }))
 }
 
