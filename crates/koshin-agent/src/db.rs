@@ -68,6 +68,15 @@ impl AgentDb {
         let path = state_dir.join("agent.db");
         let conn =
             Connection::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        // It holds the client's credential: readable by the agent's user only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot restrict {}", state_dir.display()))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot restrict {}", path.display()))?;
+        }
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // A queued state message survives a crash of the agent and of the machine.

@@ -233,6 +233,14 @@ async fn clients_enroll_with_a_token_or_wait_for_approval() {
         first.db().get("approval").unwrap().as_deref(),
         Some("approved")
     );
+    // The agent's database holds its credential: readable by its user only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&first.state.join("agent.db")), 0o600);
+        assert_eq!(mode(&first.state), 0o700);
+    }
     first.scan_ok(ScanTrigger::ScanCycle).await;
     let second = TestAgent::new("pc-token-2", TYPICAL);
     let err = koshin_agent::enroll::enroll(&opts(&second, "pc-token-2"))
@@ -392,4 +400,12 @@ async fn administrators_log_in_and_tokens_are_revocable() {
         hours: None,
     };
     assert!(!format!("{req:?}").contains("hunter2"));
+    let resp = koshin_wire::EnrollResponse {
+        client_id: "c".into(),
+        credential: "ksc_secret-credential".into(),
+        site: "CS1".into(),
+        approval: "approved".into(),
+        ca_certificate: None,
+    };
+    assert!(!format!("{resp:?}").contains("secret-credential"));
 }

@@ -255,7 +255,7 @@ pub struct EnrollRequest {
     pub agent_version: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnrollResponse {
     pub client_id: String,
     /// The client's own credential (Bearer) for every later request.
@@ -272,6 +272,18 @@ pub struct EnrollResponse {
 
 fn approved() -> String {
     "approved".into()
+}
+
+impl std::fmt::Debug for EnrollResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollResponse")
+            .field("client_id", &self.client_id)
+            .field("credential", &"<redacted>")
+            .field("site", &self.site)
+            .field("approval", &self.approval)
+            .field("ca_certificate", &self.ca_certificate.is_some())
+            .finish()
+    }
 }
 
 /// One binary of an update in the client catalog.
