@@ -160,6 +160,10 @@ impl AgentDb {
             name: need("name")?,
             root: need("root")?,
             ca_certificate: self.get(CA_CERTIFICATE_KEY)?,
+            client_identity: match (self.get(CLIENT_CERTIFICATE_KEY)?, self.get(CLIENT_KEY_KEY)?) {
+                (Some(cert), Some(key)) => Some(format!("{cert}\n{key}")),
+                _ => None,
+            },
         })
     }
 }
@@ -176,10 +180,16 @@ pub struct Identity {
     /// The site CA certificate (PEM) stored at enrollment: the only root for an `https://`
     /// site.
     pub ca_certificate: Option<String>,
+    /// The client certificate and its key (PEM, together) for mutual TLS.
+    pub client_identity: Option<String>,
 }
 
 /// The kv key of the site CA certificate.
 pub const CA_CERTIFICATE_KEY: &str = "ca_certificate";
+/// The agent's TLS client key (PEM, PKCS#8), made at its first enrollment.
+pub const CLIENT_KEY_KEY: &str = "client_key";
+/// The client certificate the site CA signed for that key.
+pub const CLIENT_CERTIFICATE_KEY: &str = "client_certificate";
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

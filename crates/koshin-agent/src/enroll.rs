@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use koshin_wire::{AgentStatus, EnrollRequest, ScanRecord};
 
-use crate::db::{AgentDb, CA_CERTIFICATE_KEY};
+use anyhow::Context;
+
+use crate::db::{AgentDb, CA_CERTIFICATE_KEY, CLIENT_CERTIFICATE_KEY, CLIENT_KEY_KEY};
 use crate::{DEFAULT_SEND_INTERVAL_MINUTES, dpkg, mp, ts};
 
 pub struct EnrollOptions {
@@ -25,6 +27,29 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+/// The agent's own TLS client key (made once, kept in its 0600 database) and a signing
+/// request for it: the site answers with a certificate; the key never leaves the machine.
+fn key_and_csr(db: &AgentDb, client_id: &str) -> anyhow::Result<String> {
+    let key = match db.get(CLIENT_KEY_KEY)? {
+        Some(pem) => rcgen::KeyPair::from_pem(&pem).context("the stored client key")?,
+        None => {
+            let key = rcgen::KeyPair::generate().context("cannot make a client key")?;
+            db.set(CLIENT_KEY_KEY, &key.serialize_pem())?;
+            key
+        }
+    };
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .context("certificate request parameters")?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, client_id);
+    params
+        .serialize_request(&key)
+        .context("cannot make the certificate signing request")?
+        .pem()
+        .context("cannot encode the certificate signing request")
 }
 
 /// Registers this machine with a site. The client id is generated once and kept, so
@@ -53,6 +78,7 @@ pub async fn enroll(o: &EnrollOptions) -> anyhow::Result<(String, String)> {
         os_release,
         architecture: dpkg::architecture(&o.root),
         agent_version: env!("CARGO_PKG_VERSION").into(),
+        csr: Some(key_and_csr(&db, &client_id)?),
     };
     let ca = match &o.ca_certificate {
         Some(pem) => Some(pem.clone()),
@@ -62,6 +88,9 @@ pub async fn enroll(o: &EnrollOptions) -> anyhow::Result<(String, String)> {
     if let Some(pem) = resp.ca_certificate.as_ref().or(ca.as_ref()) {
         mp::ca_certificates(pem)?;
         db.set(CA_CERTIFICATE_KEY, pem)?;
+    }
+    if let Some(cert) = &resp.client_certificate {
+        db.set(CLIENT_CERTIFICATE_KEY, cert)?;
     }
     db.set("credential", &resp.credential)?;
     db.set("approval", &resp.approval)?;

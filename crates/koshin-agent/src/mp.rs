@@ -58,6 +58,16 @@ pub fn ca_certificates(pem: &str) -> anyhow::Result<Vec<reqwest::Certificate>> {
 /// client trusts for HTTPS — never the system's; an `https://` site without it is refused
 /// before any request, since nothing could verify it.
 fn client(site: &str, ca: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    client_with(site, ca, None)
+}
+
+/// [`client`], presenting `identity` (certificate and key, PEM) to an `https://` site
+/// that asks for a client certificate.
+fn client_with(
+    site: &str,
+    ca: Option<&str>,
+    identity: Option<&str>,
+) -> anyhow::Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(300))
@@ -70,6 +80,12 @@ fn client(site: &str, ca: Option<&str>) -> anyhow::Result<reqwest::Client> {
             ));
         }
         None => {}
+    }
+    if let Some(pem) = identity.filter(|_| is_https(site)) {
+        b = b.identity(
+            reqwest::Identity::from_pem(pem.as_bytes())
+                .context("the agent's client certificate")?,
+        );
     }
     b.build().context("cannot set up the HTTP client")
 }
@@ -139,7 +155,15 @@ impl Mp {
     /// The management point of the site this agent enrolled with, verified with the CA
     /// certificate it stored at enrollment.
     pub fn for_identity(id: &crate::db::Identity) -> anyhow::Result<Mp> {
-        Mp::with_ca(&id.site_url, &id.credential, id.ca_certificate.as_deref())
+        Ok(Mp {
+            base: id.site_url.trim_end_matches('/').to_string(),
+            credential: id.credential.clone(),
+            http: client_with(
+                &id.site_url,
+                id.ca_certificate.as_deref(),
+                id.client_identity.as_deref(),
+            )?,
+        })
     }
 
     async fn get<T: DeserializeOwned, Q: Serialize>(

@@ -216,3 +216,53 @@ async fn an_agent_enrolled_over_plain_http_stores_the_site_ca() {
     agent.scan_ok(ScanTrigger::ScanCycle).await;
     assert!(agent.send().await.messages > 0);
 }
+
+/// Mutual TLS: the agent makes its own key and sends a signing request at enrollment; the
+/// site CA signs it. With `client_certificates = "required"` the agent, enrolled over the
+/// plain listener, scans and reports over HTTPS with that certificate, while a client
+/// without one is refused at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_gets_a_client_certificate_and_uses_it_where_one_is_required() {
+    let site = TestSite::start_with(|cfg| {
+        cfg.tls.client_certificates = koshin_server::config::ClientCertificates::Required;
+    })
+    .await;
+    let https = serve_https(&site.site).await;
+    let agent = TestAgent::new("pc-mtls", TYPICAL);
+    enroll(&options(&site, &site.url, &agent, None))
+        .await
+        .expect("enroll over the plain listener");
+    let id = agent.identity();
+    let pair = id
+        .client_identity
+        .clone()
+        .expect("a client certificate and key");
+    assert!(pair.contains("BEGIN CERTIFICATE") && pair.contains("PRIVATE KEY"));
+    // The key was made here; the enrollment carried only a signing request for it.
+    let key = agent.db().get("client_key").unwrap().expect("key");
+    assert!(key.contains("PRIVATE KEY"));
+
+    // The management point over HTTPS, with the certificate: scan and report.
+    agent.db().set("site_url", &https.url).expect("set");
+    let out = agent.scan_ok(ScanTrigger::ScanCycle).await;
+    assert!(out.online);
+    let sent = agent.send().await;
+    assert!(sent.messages > 0 && sent.refused == 0, "{sent:?}");
+    assert_eq!(
+        site.current_state(&id.client_id, HELLO_NEW),
+        Some(st("required", false))
+    );
+
+    // Without a client certificate the same HTTPS site refuses the handshake.
+    agent
+        .db()
+        .conn
+        .execute("DELETE FROM kv WHERE key = 'client_certificate'", [])
+        .expect("forget the certificate");
+    assert!(agent.identity().client_identity.is_none());
+    let err = agent
+        .scan(ScanTrigger::ScanCycle)
+        .await
+        .expect_err("no client certificate");
+    assert!(!format!("{err:#}").is_empty());
+}

@@ -406,6 +406,7 @@ async fn administrators_log_in_and_tokens_are_revocable() {
         site: "CS1".into(),
         approval: "approved".into(),
         ca_certificate: None,
+        client_certificate: None,
     };
     assert!(!format!("{resp:?}").contains("secret-credential"));
 }

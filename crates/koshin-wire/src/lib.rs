@@ -253,6 +253,10 @@ pub struct EnrollRequest {
     pub os_release: String,
     pub architecture: String,
     pub agent_version: String,
+    /// A PKCS#10 certificate signing request (PEM) for the client's own key: the site
+    /// answers with a client certificate for mutual TLS. The key never leaves the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -268,6 +272,9 @@ pub struct EnrollResponse {
     /// site. Absent from sites older than TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_certificate: Option<String>,
+    /// The client certificate (PEM) the site CA signed for the request's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
 }
 
 fn approved() -> String {
@@ -282,6 +289,7 @@ impl std::fmt::Debug for EnrollResponse {
             .field("site", &self.site)
             .field("approval", &self.approval)
             .field("ca_certificate", &self.ca_certificate.is_some())
+            .field("client_certificate", &self.client_certificate.is_some())
             .finish()
     }
 }

@@ -106,6 +106,24 @@ pub async fn enroll(
             )));
         }
     }
+    // A certificate for the client's own key (mutual TLS), signed before anything is stored:
+    // a bad request changes nothing.
+    let client_certificate = match &req.csr {
+        None => None,
+        Some(csr) => {
+            if csr.len() > 16 * 1024 {
+                return Err(AppError::BadRequest(
+                    "the certificate signing request is larger than 16 KiB".into(),
+                ));
+            }
+            Some(
+                site.pki
+                    .ca()
+                    .sign_client_csr(csr, &req.client_id)
+                    .map_err(|e| AppError::BadRequest(e.to_string()))?,
+            )
+        }
+    };
     let voucher = voucher(&site, &headers).await?;
     let approved = !matches!(voucher, Voucher::None);
     let credential = format!("ksc_{}", hex::encode(rand::random::<[u8; 32]>()));
@@ -135,6 +153,7 @@ pub async fn enroll(
         site: code,
         approval: id.approval,
         ca_certificate: Some(site.pki.ca_certificate_pem().to_string()),
+        client_certificate,
     }))
 }
 
