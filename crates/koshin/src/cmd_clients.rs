@@ -63,40 +63,34 @@ pub async fn run(api: &Api, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ClientsCommand::List { json } => {
             let list: Vec<ClientSummary> = api.get("/api/v1/clients", &(), "clients").await?;
-            if json {
-                output::json(&list)?;
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|c| {
-                        vec![
-                            c.name.clone(),
-                            c.approval.clone(),
-                            format!("{} {}", c.os, c.os_release),
-                            opt_time(&c.last_policy),
-                            opt_time(&c.last_scan),
-                            c.required.to_string(),
-                            c.installed.to_string(),
-                            c.not_required.to_string(),
-                            c.unknown.to_string(),
-                        ]
-                    })
-                    .collect();
-                output::table(
-                    &[
-                        "NAME",
-                        "APPROVAL",
-                        "OS",
-                        "LAST POLICY",
-                        "LAST SCAN",
-                        "REQUIRED",
-                        "INSTALLED",
-                        "NOT REQUIRED",
-                        "UNKNOWN",
-                    ],
-                    &rows,
-                );
-            }
+            output::list(
+                json,
+                &list,
+                &[
+                    "NAME",
+                    "APPROVAL",
+                    "OS",
+                    "LAST POLICY",
+                    "LAST SCAN",
+                    "REQUIRED",
+                    "INSTALLED",
+                    "NOT REQUIRED",
+                    "UNKNOWN",
+                ],
+                |c| {
+                    vec![
+                        c.name.clone(),
+                        c.approval.clone(),
+                        format!("{} {}", c.os, c.os_release),
+                        opt_time(&c.last_policy),
+                        opt_time(&c.last_scan),
+                        c.required.to_string(),
+                        c.installed.to_string(),
+                        c.not_required.to_string(),
+                        c.unknown.to_string(),
+                    ]
+                },
+            )?;
         }
         ClientsCommand::Show { name, json } => {
             let path = format!("/api/v1/clients/{}", crate::cmd_updates::urlencode(&name));
@@ -211,36 +205,30 @@ pub async fn run(api: &Api, cmd: ClientsCommand) -> anyhow::Result<ExitCode> {
                 let list: Vec<EnrollmentTokenOut> = api
                     .get("/api/v1/enrollment-tokens", &(), "enrollment tokens")
                     .await?;
-                if json {
-                    output::json(&list)?;
-                } else {
-                    let rows: Vec<Vec<String>> = list
-                        .iter()
-                        .map(|t| {
-                            vec![
-                                t.id.to_string(),
-                                t.description.clone(),
-                                t.created_by.clone(),
-                                output::time(&t.created),
-                                t.expires.as_ref().map(output::time).unwrap_or_default(),
-                                t.uses_left.map_or("unlimited".into(), |u| u.to_string()),
-                                t.used.to_string(),
-                            ]
-                        })
-                        .collect();
-                    output::table(
-                        &[
-                            "ID",
-                            "DESCRIPTION",
-                            "BY",
-                            "CREATED",
-                            "EXPIRES",
-                            "USES LEFT",
-                            "USED",
-                        ],
-                        &rows,
-                    );
-                }
+                output::list(
+                    json,
+                    &list,
+                    &[
+                        "ID",
+                        "DESCRIPTION",
+                        "BY",
+                        "CREATED",
+                        "EXPIRES",
+                        "USES LEFT",
+                        "USED",
+                    ],
+                    |t| {
+                        vec![
+                            t.id.to_string(),
+                            t.description.clone(),
+                            t.created_by.clone(),
+                            output::time(&t.created),
+                            t.expires.as_ref().map(output::time).unwrap_or_default(),
+                            t.uses_left.map_or("unlimited".into(), |u| u.to_string()),
+                            t.used.to_string(),
+                        ]
+                    },
+                )?;
             }
         },
     }

@@ -152,27 +152,21 @@ pub async fn admins(api: &Api, cmd: AdminsCommand) -> anyhow::Result<ExitCode> {
         }
         AdminsCommand::List { json } => {
             let list: Vec<AdminOut> = api.get("/api/v1/admins", &(), "administrators").await?;
-            if json {
-                output::json(&list)?;
-            } else {
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|a| {
-                        vec![
-                            a.name.clone(),
-                            a.role.clone(),
-                            a.scopes.join(", "),
-                            output::time(&a.created),
-                            a.created_by.clone(),
-                            a.disabled.as_ref().map(output::time).unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                output::table(
-                    &["NAME", "ROLE", "SCOPES", "CREATED", "BY", "DISABLED"],
-                    &rows,
-                );
-            }
+            output::list(
+                json,
+                &list,
+                &["NAME", "ROLE", "SCOPES", "CREATED", "BY", "DISABLED"],
+                |a| {
+                    vec![
+                        a.name.clone(),
+                        a.role.clone(),
+                        a.scopes.join(", "),
+                        output::time(&a.created),
+                        a.created_by.clone(),
+                        a.disabled.as_ref().map(output::time).unwrap_or_default(),
+                    ]
+                },
+            )?;
         }
         AdminsCommand::Disable { name } => {
             let path = format!(
@@ -202,26 +196,20 @@ pub async fn audit(
     let list: Vec<AuditOut> = api
         .get("/api/v1/audit", &AuditQuery { since, limit }, "audit log")
         .await?;
-    if json {
-        output::json(&list)?;
-    } else {
-        let rows: Vec<Vec<String>> = list
-            .iter()
-            .map(|e| {
-                vec![
-                    output::time(&e.time),
-                    format!("{} ({})", e.actor, e.role),
-                    e.action.clone(),
-                    e.target.clone(),
-                    e.detail.clone(),
-                    e.source.clone(),
-                ]
-            })
-            .collect();
-        output::table(
-            &["TIME", "WHO", "ACTION", "TARGET", "DETAIL", "FROM"],
-            &rows,
-        );
-    }
+    output::list(
+        json,
+        &list,
+        &["TIME", "WHO", "ACTION", "TARGET", "DETAIL", "FROM"],
+        |e| {
+            vec![
+                output::time(&e.time),
+                format!("{} ({})", e.actor, e.role),
+                e.action.clone(),
+                e.target.clone(),
+                e.detail.clone(),
+                e.source.clone(),
+            ]
+        },
+    )?;
     Ok(ExitCode::SUCCESS)
 }
