@@ -119,19 +119,14 @@ impl SqliteStore {
             .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         // One client: its rows by the primary key, not a scan of every client's.
-        let sql = match only {
-            Some(_) => {
-                "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3) FROM update_states s JOIN updates u ON u.ukey = s.ukey AND u.expired = 0
-                 WHERE s.client = ?1 AND s.state IN (1, 3) GROUP BY s.client"
-            }
-            None => {
-                "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3) FROM update_states s JOIN updates u ON u.ukey = s.ukey AND u.expired = 0
-                 WHERE s.state IN (1, 3) AND ?1 IS NULL GROUP BY s.client"
-            }
-        };
-        let mut stmt = conn.prepare_cached(sql)?;
+        let sql = format!(
+            "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3) FROM update_states s JOIN updates u ON u.ukey = s.ukey AND u.expired = 0
+             WHERE s.state IN (1, 3){} GROUP BY s.client",
+            if only.is_some() { " AND s.client = ?1" } else { "" }
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt
-            .query_map([only], |r| {
+            .query_map(rusqlite::params_from_iter(only), |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     [r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64],
