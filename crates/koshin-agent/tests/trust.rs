@@ -353,9 +353,25 @@ async fn administrators_log_in_and_tokens_are_revocable() {
         assert_eq!(s, 401);
         assert_eq!(v["error"], "wrong administrator name or password");
     }
-    // The password is stored as argon2, never as itself.
-    let stored = site.query("SELECT password_hash FROM admins WHERE name = 'sum'", &[]);
-    let hash = stored[0][0].as_str().expect("hash");
+    // The password is stored as argon2, never as itself; no report may read it.
+    let db = rusqlite::Connection::open(site.data.join("site.db")).expect("site.db");
+    let hash: String = db
+        .query_row(
+            "SELECT password_hash FROM admins WHERE name = 'sum'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("hash");
+    let refused = site
+        .site
+        .store
+        .run_report(
+            "SELECT password_hash FROM admins",
+            &[],
+            &koshin_domain::Scope::All,
+        )
+        .expect_err("a secret");
+    assert!(refused.to_string().contains("may only read"), "{refused}");
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(!hash.contains("correct horse"));
     // Logout revokes the token.
@@ -409,4 +425,197 @@ async fn administrators_log_in_and_tokens_are_revocable() {
         client_certificate: None,
     };
     assert!(!format!("{resp:?}").contains("secret-credential"));
+}
+
+/// Must show 1 (scopes): an administrator scoped to a collection sees only its clients —
+/// in the client list, one client, an update's "required by", reports and collections —
+/// and can neither act on nor add a client outside it. The audit log names who made the
+/// collection, changed its members and set the scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_administrator_sees_only_the_clients_of_their_collections() {
+    let site = TestSite::start().await;
+    for name in ["web-1", "db-1"] {
+        let agent = site.enroll(name, TYPICAL).await;
+        agent.scan_ok(ScanTrigger::ScanCycle).await;
+        assert!(agent.send().await.messages > 0);
+    }
+    let root = Some(site.token.as_str());
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/collections",
+        root,
+        Some(json!({"name": "Web servers", "comment": "the web tier"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["id"], "CS100002");
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/collections/Web%20servers/members",
+        root,
+        Some(json!({"add": ["web-1"]})),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["added"], &v["members"]),
+        (200, &json!(1), &json!(1)),
+        "{v}"
+    );
+    // A scope must name a collection that exists.
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/admins",
+        root,
+        Some(json!({"name": "typo", "role": "Read-only Analyst", "password": "correct horse battery", "scopes": ["Web srvers"]})),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    let wendy = admin_with_role(&site, "wendy", "Software Update Manager").await;
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/admins/wendy/scopes",
+        root,
+        Some(json!({"scopes": ["Web servers"]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["scopes"], json!(["CS100002"]));
+    let me = Some(wendy.as_str());
+
+    let names = |v: &serde_json::Value, field: &str| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| c[field].as_str().expect("name").to_string())
+            .collect()
+    };
+    let (_, all) = call(&site, "GET", "/api/v1/clients", root, None).await;
+    assert_eq!(names(&all, "name"), ["db-1", "web-1"]);
+    let (_, mine) = call(&site, "GET", "/api/v1/clients", me, None).await;
+    assert_eq!(names(&mine, "name"), ["web-1"]);
+    let (s, _) = call(&site, "GET", "/api/v1/clients/db-1", me, None).await;
+    assert_eq!(s, 404);
+    let (s, _) = call(&site, "POST", "/api/v1/clients/db-1/revoke", me, None).await;
+    assert_eq!(s, 404);
+    let (s, _) = call(&site, "GET", "/api/v1/clients/web-1", me, None).await;
+    assert_eq!(s, 200);
+
+    // Reports read the same views, narrowed to the scope.
+    let rows = |v: &serde_json::Value| v["rows"].as_array().expect("rows").clone();
+    let (s, v) = call(
+        &site,
+        "GET",
+        "/api/v1/reports/updates-for-computer?computer=db-1",
+        me,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert!(rows(&v).is_empty(), "{v}");
+    let (_, v) = call(
+        &site,
+        "GET",
+        "/api/v1/reports/updates-for-computer?computer=web-1",
+        me,
+        None,
+    )
+    .await;
+    assert!(!rows(&v).is_empty(), "{v}");
+    let required = |v: &serde_json::Value| -> i64 {
+        rows(v)
+            .iter()
+            .map(|r| r["required"].as_i64().unwrap_or(0))
+            .sum()
+    };
+    let (_, everyone) = call(
+        &site,
+        "GET",
+        "/api/v1/reports/updates-with-counts",
+        root,
+        None,
+    )
+    .await;
+    let (_, scoped) = call(
+        &site,
+        "GET",
+        "/api/v1/reports/updates-with-counts",
+        me,
+        None,
+    )
+    .await;
+    assert!(required(&everyone) > 0);
+    assert_eq!(required(&everyone), 2 * required(&scoped), "{scoped}");
+
+    // An update's "required by" lists only the scope's clients.
+    let update = site.query(
+        "SELECT update_id FROM v_update_states WHERE state = 'required' LIMIT 1",
+        &[],
+    )[0][0]
+        .as_str()
+        .expect("an update")
+        .to_string();
+    let (_, u) = call(
+        &site,
+        "GET",
+        &format!("/api/v1/updates/{update}"),
+        root,
+        None,
+    )
+    .await;
+    assert_eq!(names(&u["required_by"], "name"), ["db-1", "web-1"]);
+    let (_, u) = call(&site, "GET", &format!("/api/v1/updates/{update}"), me, None).await;
+    assert_eq!(names(&u["required_by"], "name"), ["web-1"]);
+
+    // Collections: only theirs; no client from outside may be added.
+    let (_, c) = call(&site, "GET", "/api/v1/collections", me, None).await;
+    assert_eq!(names(&c, "name"), ["Web servers"]);
+    let (_, c) = call(&site, "GET", "/api/v1/collections", root, None).await;
+    assert_eq!(names(&c, "name"), ["All Systems", "Web servers"]);
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/collections/CS100002/members",
+        me,
+        Some(json!({"add": ["db-1"]})),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/collections/All%20Systems/members",
+        root,
+        Some(json!({"add": ["db-1"]})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    // The scope's collection cannot be deleted while it is one.
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/collections/CS100002/delete",
+        root,
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "{v}");
+
+    let (_, log) = call(&site, "GET", "/api/v1/audit", root, None).await;
+    let log = log.as_array().expect("entries");
+    for (action, target) in [
+        ("create collection", "Web servers"),
+        ("change collection members", "Web servers"),
+        ("set administrator scopes", "wendy"),
+    ] {
+        assert!(
+            log.iter().any(|e| e["action"] == action
+                && e["target"] == target
+                && e["actor"] == "admin (site init)"),
+            "{action} {target}: {log:?}"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! deliberately knows nothing of HTTP, SQL, files or clocks: callers pass in the time.
 
 pub mod catalog;
+pub mod collections;
 pub mod compliance;
 pub mod component_status;
 pub mod localpub;
@@ -16,6 +17,7 @@ pub mod sync;
 pub mod version;
 
 pub use catalog::{Classification, UpdateId};
+pub use collections::Scope;
 pub use compliance::UpdateState;
 pub use component_status::ComponentHealth;
 pub use roles::{Permission, Role};

@@ -17,6 +17,8 @@ pub enum Permission {
     Deploy,
     /// Distribute content, manage distribution points.
     ManageContent,
+    /// Create collections and change their members.
+    ManageCollections,
     /// Change the site's configuration and hierarchy.
     ManageSite,
     /// Create administrators, set roles and scopes.
@@ -31,6 +33,7 @@ impl Permission {
             Permission::ManageClients => "manage clients",
             Permission::Deploy => "deploy updates",
             Permission::ManageContent => "manage content",
+            Permission::ManageCollections => "manage collections",
             Permission::ManageSite => "manage the site",
             Permission::ManageAdministrators => "manage administrators",
         }
@@ -79,20 +82,26 @@ impl Role {
     /// Whether the role grants `p`.
     ///
     /// - Full Administrator: everything.
-    /// - Software Update Manager: sync, deploy, content, clients — not the site or
-    ///   administrators.
-    /// - Operations Administrator: run the site (sync, content, clients, site settings) —
-    ///   not deployments or administrators.
+    /// - Software Update Manager: sync, deploy, content, clients, collections — not the
+    ///   site or administrators.
+    /// - Operations Administrator: run the site (sync, content, clients, collections, site
+    ///   settings) — not deployments or administrators.
     /// - Read-only Analyst: read.
     pub fn grants(self, p: Permission) -> bool {
         use Permission::*;
         match self {
             Role::FullAdministrator => true,
             Role::SoftwareUpdateManager => {
-                matches!(p, Read | Sync | Deploy | ManageContent | ManageClients)
+                matches!(
+                    p,
+                    Read | Sync | Deploy | ManageContent | ManageClients | ManageCollections
+                )
             }
             Role::OperationsAdministrator => {
-                matches!(p, Read | Sync | ManageContent | ManageClients | ManageSite)
+                matches!(
+                    p,
+                    Read | Sync | ManageContent | ManageClients | ManageCollections | ManageSite
+                )
             }
             Role::ReadOnlyAnalyst => p == Read,
         }

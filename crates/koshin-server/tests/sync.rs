@@ -48,7 +48,7 @@ fn ids(cat: &[UpdateSummary]) -> BTreeSet<String> {
 fn detail(fx: &Fixture, id: &str) -> UpdateDetail {
     fx.site
         .store
-        .get_update(id)
+        .get_update(id, &koshin_domain::Scope::All)
         .expect("get update")
         .unwrap_or_else(|| panic!("no update {id}"))
 }

@@ -12,6 +12,8 @@ use koshin_wire::{
 use rusqlite::{OptionalExtension, params};
 
 use crate::sqlite::{SqliteStore, lock, ts};
+use koshin_domain::Scope;
+
 use crate::traits::{ClientIdentity, ClientStore, NewClient};
 use crate::{Result, StoreError};
 
@@ -164,10 +166,14 @@ impl ClientStore for SqliteStore {
         c: &NewClient,
         credential_sha256: &str,
         approved: bool,
+        spend_enrollment_token: Option<&str>,
         now_ms: i64,
     ) -> Result<ClientIdentity> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
+        if let Some(token) = spend_enrollment_token {
+            crate::trust::spend_enrollment_token(&tx, token, now_ms)?;
+        }
         let existing: Option<String> = tx
             .query_row(
                 "SELECT approval FROM clients WHERE client_id = ?1",
@@ -404,8 +410,9 @@ impl ClientStore for SqliteStore {
         })
     }
 
-    fn list_clients(&self) -> Result<Vec<ClientSummary>> {
+    fn list_clients(&self, scope: &Scope) -> Result<Vec<ClientSummary>> {
         let conn = self.reader();
+        let visible = crate::collections::scope_clients(&conn, scope)?;
         let counts = self.compliance_counts(&conn, None)?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name, client_id"
@@ -414,13 +421,16 @@ impl ClientStore for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (rowid, scanned_cv, mut s) = row?;
+            if !crate::collections::in_scope(&visible, rowid) {
+                continue;
+            }
             fill_counts(&mut s, scanned_cv, &counts, rowid);
             out.push(s);
         }
         Ok(out)
     }
 
-    fn get_client(&self, key: &str) -> Result<Option<ClientDetail>> {
+    fn get_client(&self, key: &str, scope: &Scope) -> Result<Option<ClientDetail>> {
         let conn = self.reader();
         let found: Vec<(i64, Option<i64>, ClientSummary)> = {
             let mut stmt = conn.prepare_cached(&format!(
@@ -432,6 +442,9 @@ impl ClientStore for SqliteStore {
         let Some((rowid, scanned_cv, mut summary)) = single(found, key)? else {
             return Ok(None);
         };
+        if !crate::collections::in_scope(&crate::collections::scope_clients(&conn, scope)?, rowid) {
+            return Ok(None);
+        }
         let counts = self.compliance_counts(&conn, Some(rowid))?;
         fill_counts(&mut summary, scanned_cv, &counts, rowid);
         let last_scan_record: Option<ScanRecord> = conn

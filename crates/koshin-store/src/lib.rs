@@ -6,6 +6,7 @@
 //! transaction, so a failure (a full disk, a crash) leaves the previous state whole.
 
 pub mod clients;
+pub mod collections;
 pub mod migrations;
 pub mod reports;
 pub mod sqlite;
@@ -31,6 +32,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    /// A credential presented to the store is not (or no longer) valid.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The request conflicts with what is stored (a name taken, an identity in use).
     #[error("{0}")]
     Conflict(String),

@@ -360,4 +360,27 @@ ALTER TABLE clients ADD COLUMN approval TEXT NOT NULL DEFAULT 'approved'
 ALTER TABLE clients ADD COLUMN approval_by TEXT;
 ALTER TABLE clients ADD COLUMN approval_ms INTEGER;
 "#,
+    // 6: collections. The built-in All Systems (every client, no member rows) and
+    // collections with direct members; an administrator's scopes name collection ids.
+    r#"
+CREATE TABLE collections (
+    id INTEGER PRIMARY KEY,
+    collection_id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    comment TEXT NOT NULL DEFAULT '',
+    built_in INTEGER NOT NULL DEFAULT 0,
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+INSERT INTO collections(id, collection_id, name, comment, built_in, created_ms, created_by)
+    VALUES (1, 'SMS00001', 'All Systems', 'every client of the site', 1, 0, 'koshin');
+CREATE TABLE collection_members (
+    collection INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    client INTEGER NOT NULL,
+    added_ms INTEGER NOT NULL,
+    added_by TEXT NOT NULL,
+    PRIMARY KEY (collection, client)
+) WITHOUT ROWID;
+CREATE INDEX collection_members_client ON collection_members(client);
+"#,
 ];

@@ -7,12 +7,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jiff::Timestamp;
+use koshin_domain::Scope;
 use koshin_domain::catalog::{StoredUpdate, SyncPlan, UpdateCandidate, UpdateId};
 use koshin_domain::status::{StatusMessage, description};
 use koshin_domain::sync::SyncKind;
 use koshin_wire::{
-    CatalogCount, StatusMessageOut, StatusQuery, SyncRun, UpdateBinary, UpdateDetail, UpdateQuery,
-    UpdateSummary,
+    CatalogCount, ComputerRef, StatusMessageOut, StatusQuery, SyncRun, UpdateBinary, UpdateDetail,
+    UpdateQuery, UpdateSummary,
 };
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
@@ -21,6 +22,7 @@ use crate::traits::*;
 use crate::{Result, StoreError};
 
 pub struct SqliteStore {
+    pub(crate) path: std::path::PathBuf,
     pub(crate) writer: Mutex<Connection>,
     pub(crate) readers: Vec<Mutex<Connection>>,
     /// Reports run here: opened read-only, so no report can write.
@@ -56,13 +58,10 @@ impl SqliteStore {
         let readers = (0..3)
             .map(|_| open_conn(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
-        let mut report = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        report.busy_timeout(std::time::Duration::from_secs(30))?;
+        let mut report = crate::reports::open_read_only(path)?;
         crate::reports::guard(&mut report)?;
         Ok(SqliteStore {
+            path: path.to_path_buf(),
             writer: Mutex::new(writer),
             readers,
             report: Mutex::new(report),
@@ -384,7 +383,7 @@ impl CatalogStore for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    fn get_update(&self, key: &str) -> Result<Option<UpdateDetail>> {
+    fn get_update(&self, key: &str, scope: &Scope) -> Result<Option<UpdateDetail>> {
         let conn = self.reader();
         let key = key.trim();
         let ids: Vec<String> = {
@@ -462,6 +461,27 @@ impl CatalogStore for SqliteStore {
                     .map_err(|e| StoreError::Corrupt(format!("local_json of {id}: {e}")))
             })
             .transpose()?;
+        let visible = crate::collections::scope_clients(&conn, scope)?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.id, c.name, c.client_id FROM update_states s
+             JOIN updates u ON u.ukey = s.ukey JOIN clients c ON c.id = s.client
+             WHERE u.id = ?1 AND s.state = 1 ORDER BY c.name, c.client_id",
+        )?;
+        let mut required_by = Vec::new();
+        for row in stmt.query_map(params![id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                ComputerRef {
+                    name: r.get(1)?,
+                    id: r.get(2)?,
+                },
+            ))
+        })? {
+            let (client, c) = row?;
+            if crate::collections::in_scope(&visible, client) {
+                required_by.push(c);
+            }
+        }
         Ok(Some(UpdateDetail {
             summary,
             vendor,
@@ -470,7 +490,7 @@ impl CatalogStore for SqliteStore {
             content_version,
             packages,
             supersedes,
-            required_by: Vec::new(),
+            required_by,
             local,
         }))
     }
@@ -542,7 +562,7 @@ impl StatusStore for SqliteStore {
         Ok(conn.last_insert_rowid())
     }
 
-    fn query_status(&self, q: &StatusQuery) -> Result<Vec<StatusMessageOut>> {
+    fn query_status(&self, q: &StatusQuery, scope: &Scope) -> Result<Vec<StatusMessageOut>> {
         let mut sql = String::from(
             "SELECT id, message_id, severity, level, source, component, system, site, process_id, thread_id, time_ms, insertion_strings, attributes FROM status_messages WHERE 1=1",
         );
@@ -580,6 +600,18 @@ impl StatusStore for SqliteStore {
         }
         if let Some(a) = q.after {
             push(&mut sql, " AND id > ?", a.into());
+        }
+        if let Scope::Collections(ids) = scope {
+            // A scoped administrator sees the site's own messages and those of the clients
+            // of their collections, not other clients'.
+            let ids = serde_json::to_string(ids).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            push(
+                &mut sql,
+                " AND (system NOT IN (SELECT name FROM clients) OR system IN (SELECT c.name FROM clients c
+                   JOIN collection_members m ON m.client = c.id JOIN collections k ON k.id = m.collection
+                   WHERE k.collection_id IN (SELECT value FROM json_each(?))))",
+                ids.into(),
+            );
         }
         // Newest last; with a limit, the newest N.
         let limit = q.limit.map(i64::from).unwrap_or(-1);
@@ -847,23 +879,33 @@ impl AuthStore for SqliteStore {
     }
 
     fn find_token(&self, token_sha256: &str) -> Result<Option<TokenInfo>> {
-        Ok(self
-            .reader()
+        self.reader()
             .query_row(
-                "SELECT t.id, t.name, COALESCE(a.role, t.role) FROM admin_tokens t LEFT JOIN admins a ON a.id = t.admin_id
+                "SELECT t.id, t.name, COALESCE(a.role, t.role), COALESCE(a.scopes, '[]') FROM admin_tokens t LEFT JOIN admins a ON a.id = t.admin_id
                  WHERE t.token_sha256 = ?1 AND t.revoked_ms IS NULL
                    AND (t.expires_ms IS NULL OR t.expires_ms > CAST(unixepoch('subsec') * 1000 AS INTEGER))
                    AND (a.id IS NULL OR a.disabled_ms IS NULL)",
                 params![token_sha256],
                 |r| {
-                    Ok(TokenInfo {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        role: r.get(2)?,
-                    })
+                    Ok((
+                        TokenInfo {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            role: r.get(2)?,
+                            scopes: Vec::new(),
+                        },
+                        r.get::<_, String>(3)?,
+                    ))
                 },
             )
-            .optional()?)
+            .optional()?
+            .map(|(mut t, scopes)| {
+                t.scopes = serde_json::from_str(&scopes).map_err(|e| {
+                    StoreError::Corrupt(format!("scopes of administrator {}: {e}", t.name))
+                })?;
+                Ok::<_, StoreError>(t)
+            })
+            .transpose()
     }
 }
 
@@ -963,9 +1005,13 @@ mod tests {
         let out = s.apply_sync(&plan, &commit(), &mut |_, _| {}).unwrap();
         assert_eq!((out.items, out.content_version, out.changed), (0, 1, false));
         assert_eq!(s.content_version().unwrap().1, 1);
-        let detail = s.get_update("a/1").unwrap().unwrap();
+        let detail = s.get_update("a/1", &Scope::All).unwrap().unwrap();
         assert_eq!(detail.packages.len(), 1);
-        assert!(s.get_update(&detail.summary.id[..8]).unwrap().is_some());
+        assert!(
+            s.get_update(&detail.summary.id[..8], &Scope::All)
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The storage traits components depend on. Each is small and named for what it keeps.
 
+use koshin_domain::Scope;
 use koshin_domain::catalog::{StoredUpdate, SyncPlan};
 use koshin_domain::status::StatusMessage;
 use koshin_domain::sync::SyncKind;
@@ -43,7 +44,8 @@ pub trait CatalogStore: Send + Sync {
     ) -> Result<ApplyOutcome>;
     fn list_updates(&self, q: &UpdateQuery) -> Result<Vec<UpdateSummary>>;
     /// By id or by unique prefix, or by article id.
-    fn get_update(&self, key: &str) -> Result<Option<UpdateDetail>>;
+    /// One update; `required_by` lists the clients of the scope that require it.
+    fn get_update(&self, key: &str, scope: &Scope) -> Result<Option<UpdateDetail>>;
     /// (update source id, content version).
     fn content_version(&self) -> Result<(String, i64)>;
     fn catalog_counts(&self) -> Result<Vec<CatalogCount>>;
@@ -53,7 +55,8 @@ pub trait CatalogStore: Send + Sync {
 
 pub trait StatusStore: Send + Sync {
     fn insert_status(&self, m: &StatusMessage) -> Result<i64>;
-    fn query_status(&self, q: &StatusQuery) -> Result<Vec<StatusMessageOut>>;
+    /// Status messages; a scoped administrator's leave out other clients' messages.
+    fn query_status(&self, q: &StatusQuery, scope: &Scope) -> Result<Vec<StatusMessageOut>>;
     /// The component status summary: per component, system and site, the messages of each
     /// severity at or after `since_ms` (Unix milliseconds), the last of them, and the
     /// status those counts give; optionally only `component` and/or `system`
@@ -102,6 +105,8 @@ pub struct TokenInfo {
     pub id: i64,
     pub name: String,
     pub role: String,
+    /// The collection ids the administrator is scoped to; empty for every client.
+    pub scopes: Vec<String>,
 }
 
 /// An administrator account.
@@ -164,17 +169,19 @@ pub trait TrustStore: Send + Sync {
     /// Entries at or after `since_ms`, oldest first, at most `limit` (the newest).
     fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<AuditEntry>>;
     fn add_enrollment_token(&self, token_sha256: &str, rec: &EnrollmentTokenRecord) -> Result<i64>;
-    /// Spends one use of an enrollment token, atomically: false when it is unknown,
-    /// expired, revoked or used up.
-    fn use_enrollment_token(&self, token_sha256: &str, now_ms: i64) -> Result<bool>;
+    /// Whether an enrollment token can still be used (known, unexpired, not revoked, uses
+    /// left); the use is spent by [`ClientStore::enroll_client`].
+    fn enrollment_token_usable(&self, token_sha256: &str, now_ms: i64) -> Result<bool>;
     fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentTokenRecord>>;
-    /// Sets a client's approval ("approved", "revoked"); the client by name or client id.
+    /// Sets a client's approval ("approved", "revoked"); the client by name or client id,
+    /// inside the scope. The audit entry (its target and detail set to the client found) is
+    /// written in the same transaction.
     fn set_client_approval(
         &self,
         key: &str,
         approval: &str,
-        by: &str,
-        now_ms: i64,
+        scope: &Scope,
+        audit: &AuditEntry,
     ) -> Result<ClientIdentity>;
 }
 
@@ -213,12 +220,14 @@ pub struct ClientIdentity {
 pub trait ClientStore: Send + Sync {
     /// Registers a client — approved when the enrollment carried a token the site trusts,
     /// pending approval otherwise — or re-registers a known client id with a new
-    /// credential, which only a trusted enrollment may do.
+    /// credential, which only a trusted enrollment may do. An enrollment token's use is
+    /// spent in the same transaction: no use is lost to an enrollment that fails.
     fn enroll_client(
         &self,
         c: &NewClient,
         credential_sha256: &str,
         approved: bool,
+        spend_enrollment_token: Option<&str>,
         now_ms: i64,
     ) -> Result<ClientIdentity>;
     fn client_by_credential(&self, credential_sha256: &str) -> Result<Option<ClientIdentity>>;
@@ -231,9 +240,10 @@ pub trait ClientStore: Send + Sync {
         batch: &StateBatch,
         now_ms: i64,
     ) -> Result<BatchAck>;
-    fn list_clients(&self) -> Result<Vec<ClientSummary>>;
+    fn list_clients(&self, scope: &Scope) -> Result<Vec<ClientSummary>>;
     /// By name or client id.
-    fn get_client(&self, key: &str) -> Result<Option<ClientDetail>>;
+    /// One client by name or client id, if it is in the scope.
+    fn get_client(&self, key: &str, scope: &Scope) -> Result<Option<ClientDetail>>;
     /// Updates changed after content version `since` (all unexpired ones for 0, or when
     /// `token` is not this site's token for `since`).
     fn client_catalog(&self, since: i64, token: &str) -> Result<ClientCatalog>;
@@ -245,10 +255,73 @@ pub type ReportRows = (Vec<String>, Vec<Vec<serde_json::Value>>);
 pub trait ReportStore: Send + Sync {
     /// Runs a read-only query with named parameters (`:name`). A statement that would
     /// write is refused.
-    fn run_report(&self, sql: &str, params: &[(String, String)]) -> Result<ReportRows>;
+    fn run_report(
+        &self,
+        sql: &str,
+        params: &[(String, String)],
+        scope: &Scope,
+    ) -> Result<ReportRows>;
     /// Prepares a report without running it: a statement that would write, or read what
     /// reports may not (administrator tokens, client credentials), is refused.
     fn check_report(&self, sql: &str) -> Result<()>;
+}
+
+/// A collection as listed: `members` counts the clients the asking administrator may see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectionRecord {
+    pub id: String,
+    pub name: String,
+    pub comment: String,
+    pub built_in: bool,
+    pub members: i64,
+    pub created_ms: i64,
+    pub created_by: String,
+}
+
+/// One member of a collection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectionMember {
+    pub name: String,
+    pub client_id: String,
+    pub added_ms: i64,
+    pub added_by: String,
+}
+
+/// Collections and administrators' scopes. Every change writes its audit entry in the same
+/// transaction. A `scope` limits what is seen (and which clients may be added) to the
+/// clients of an administrator's collections.
+pub trait CollectionStore: Send + Sync {
+    /// A new direct-membership collection, its id made of `site_code` and a number.
+    fn create_collection(
+        &self,
+        site_code: &str,
+        name: &str,
+        comment: &str,
+        audit: &AuditEntry,
+    ) -> Result<CollectionRecord>;
+    fn list_collections(&self, scope: &Scope) -> Result<Vec<CollectionRecord>>;
+    /// One collection, by id or name, with its members.
+    fn collection(
+        &self,
+        key: &str,
+        scope: &Scope,
+    ) -> Result<Option<(CollectionRecord, Vec<CollectionMember>)>>;
+    /// Adds and removes direct members (clients by name or client id); returns how many
+    /// were added and removed. All or nothing.
+    fn change_members(
+        &self,
+        key: &str,
+        add: &[String],
+        remove: &[String],
+        scope: &Scope,
+        audit: &AuditEntry,
+    ) -> Result<(usize, usize)>;
+    /// Deletes a collection no administrator is scoped to.
+    fn delete_collection(&self, key: &str, audit: &AuditEntry) -> Result<CollectionRecord>;
+    /// Collection ids for collections named by id or name; an unknown one is NotFound.
+    fn resolve_collections(&self, keys: &[String]) -> Result<Vec<String>>;
+    /// Sets an administrator's scopes (collection ids; empty for every client).
+    fn set_admin_scopes(&self, name: &str, scopes: &[String], audit: &AuditEntry) -> Result<()>;
 }
 
 /// Everything a site keeps.
@@ -262,6 +335,7 @@ pub trait Store:
     + ClientStore
     + ReportStore
     + TrustStore
+    + CollectionStore
 {
 }
 impl<T> Store for T where
@@ -274,5 +348,6 @@ impl<T> Store for T where
         + ClientStore
         + ReportStore
         + TrustStore
+        + CollectionStore
 {
 }

@@ -1,6 +1,7 @@
 //! Administrators, their tokens, the audit log, enrollment tokens and client approval.
 //! Secrets are stored only as hashes (SHA-256 of random tokens, argon2 of passwords).
 
+use koshin_domain::Scope;
 use rusqlite::{OptionalExtension, params};
 
 use crate::sqlite::{SqliteStore, lock};
@@ -43,6 +44,16 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnrollmentTokenRecord> {
         used: r.get(6)?,
         revoked_ms: r.get(7)?,
     })
+}
+
+/// Writes an audit entry on `conn`: inside the transaction of the change it records, so
+/// the change and its entry are kept or lost together.
+pub(crate) fn write_audit(conn: &rusqlite::Connection, e: &AuditEntry) -> Result<()> {
+    conn.execute(
+        "INSERT INTO audit_log(time_ms, actor, role, action, target, detail, source) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+        params![e.time_ms, e.actor, e.role, e.action, e.target, e.detail, e.source],
+    )?;
+    Ok(())
 }
 
 impl TrustStore for SqliteStore {
@@ -137,12 +148,7 @@ impl TrustStore for SqliteStore {
     }
 
     fn audit(&self, e: &AuditEntry) -> Result<()> {
-        let conn = lock(&self.writer);
-        conn.execute(
-            "INSERT INTO audit_log(time_ms, actor, role, action, target, detail, source) VALUES (?1,?2,?3,?4,?5,?6,?7)",
-            params![e.time_ms, e.actor, e.role, e.action, e.target, e.detail, e.source],
-        )?;
-        Ok(())
+        write_audit(&lock(&self.writer), e)
     }
 
     fn audit_log(&self, since_ms: i64, limit: u32) -> Result<Vec<AuditEntry>> {
@@ -181,16 +187,17 @@ impl TrustStore for SqliteStore {
         Ok(conn.last_insert_rowid())
     }
 
-    fn use_enrollment_token(&self, token_sha256: &str, now_ms: i64) -> Result<bool> {
-        let conn = lock(&self.writer);
-        Ok(conn.execute(
-            "UPDATE enrollment_tokens SET used = used + 1,
-                 uses_left = CASE WHEN uses_left IS NULL THEN NULL ELSE uses_left - 1 END
-             WHERE token_sha256 = ?1 AND revoked_ms IS NULL
-               AND (expires_ms IS NULL OR expires_ms > ?2)
-               AND (uses_left IS NULL OR uses_left > 0)",
-            params![token_sha256, now_ms],
-        )? > 0)
+    fn enrollment_token_usable(&self, token_sha256: &str, now_ms: i64) -> Result<bool> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT 1 FROM enrollment_tokens WHERE token_sha256 = ?1 AND revoked_ms IS NULL
+                   AND (expires_ms IS NULL OR expires_ms > ?2) AND (uses_left IS NULL OR uses_left > 0)",
+                params![token_sha256, now_ms],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
     }
 
     fn list_enrollment_tokens(&self) -> Result<Vec<EnrollmentTokenRecord>> {
@@ -206,8 +213,8 @@ impl TrustStore for SqliteStore {
         &self,
         key: &str,
         approval: &str,
-        by: &str,
-        now_ms: i64,
+        scope: &Scope,
+        audit: &AuditEntry,
     ) -> Result<ClientIdentity> {
         if !matches!(approval, "approved" | "revoked") {
             return Err(StoreError::Invalid(format!(
@@ -231,13 +238,49 @@ impl TrustStore for SqliteStore {
             .collect::<rusqlite::Result<_>>()?
         };
         let mut c = crate::clients::single(found, key)?
+            .filter(|c| {
+                crate::collections::scope_clients(&tx, scope)
+                    .map(|set| crate::collections::in_scope(&set, c.rowid))
+                    .unwrap_or(false)
+            })
             .ok_or_else(|| StoreError::NotFound(format!("client '{key}'")))?;
         tx.execute(
             "UPDATE clients SET approval = ?2, approval_by = ?3, approval_ms = ?4 WHERE id = ?1",
-            params![c.rowid, approval, by, now_ms],
+            params![c.rowid, approval, audit.actor, audit.time_ms],
+        )?;
+        write_audit(
+            &tx,
+            &AuditEntry {
+                target: c.name.clone(),
+                detail: format!("client id {}", c.client_id),
+                ..audit.clone()
+            },
         )?;
         tx.commit()?;
         c.approval = approval.to_string();
         Ok(c)
     }
+}
+
+/// Spends one use of an enrollment token inside the transaction that stores the client:
+/// refused when it is unknown, expired, revoked or used up (by a concurrent enrollment).
+pub(crate) fn spend_enrollment_token(
+    tx: &rusqlite::Connection,
+    token_sha256: &str,
+    now_ms: i64,
+) -> Result<()> {
+    let n = tx.execute(
+        "UPDATE enrollment_tokens SET used = used + 1,
+             uses_left = CASE WHEN uses_left IS NULL THEN NULL ELSE uses_left - 1 END
+         WHERE token_sha256 = ?1 AND revoked_ms IS NULL
+           AND (expires_ms IS NULL OR expires_ms > ?2)
+           AND (uses_left IS NULL OR uses_left > 0)",
+        params![token_sha256, now_ms],
+    )?;
+    if n == 0 {
+        return Err(StoreError::Unauthorized(
+            "the enrollment token is not valid (unknown, expired, revoked or used up)".into(),
+        ));
+    }
+    Ok(())
 }

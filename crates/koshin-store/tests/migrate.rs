@@ -2,6 +2,7 @@
 //! and scans opens at the current schema with the same states, keyed by integers, the
 //! counters filled, and each client's coverage taken from its last successful scan.
 
+use koshin_domain::Scope;
 use koshin_store::migrations::MIGRATIONS;
 use koshin_store::{ReportStore, SqliteStore};
 use rusqlite::Connection;
@@ -54,6 +55,7 @@ fn schema_3_states_survive_the_move_to_counters() {
         .run_report(
             "SELECT computer, update_id, state, restart_pending FROM v_update_states ORDER BY computer, update_id",
             &[],
+            &Scope::All,
         )
         .expect("states");
     let got: Vec<(String, String, String, i64)> = rows
@@ -82,6 +84,7 @@ fn schema_3_states_survive_the_move_to_counters() {
         .run_report(
             "SELECT title, required, installed, not_required, unknown FROM v_update_compliance ORDER BY title",
             &[],
+            &Scope::All,
         )
         .expect("counts");
     let got: Vec<(String, [i64; 4])> = rows

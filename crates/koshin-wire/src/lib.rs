@@ -658,3 +658,65 @@ pub struct EnrollmentTokenOut {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
 }
+
+/// A collection as `koshin collections list` shows it; `members` counts the clients the
+/// asking administrator may see.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectionOut {
+    pub id: String,
+    pub name: String,
+    pub comment: String,
+    pub built_in: bool,
+    pub members: i64,
+    pub created: Timestamp,
+    pub created_by: String,
+}
+
+/// One member of a collection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectionMemberOut {
+    pub name: String,
+    pub client_id: String,
+    pub added: Timestamp,
+    pub added_by: String,
+}
+
+/// `koshin collections show NAME`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectionDetail {
+    #[serde(flatten)]
+    pub collection: CollectionOut,
+    pub member_list: Vec<CollectionMemberOut>,
+}
+
+/// `POST /api/v1/collections`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewCollection {
+    pub name: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// `POST /api/v1/collections/{key}/members`: clients by name or client id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MembersChange {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// What a members change did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MembersChanged {
+    pub added: u64,
+    pub removed: u64,
+    pub members: i64,
+}
+
+/// `POST /api/v1/admins/{name}/scopes`: collections by id or name; empty for every client.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScopesChange {
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}

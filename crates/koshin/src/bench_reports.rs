@@ -16,10 +16,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use koshin_domain::Scope;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rusqlite::params;
+
+/// Benchmarks run as an unscoped administrator.
+const ALL: Scope = Scope::All;
 
 #[derive(Args)]
 pub struct ReportsBenchArgs {
@@ -223,8 +227,7 @@ pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> 
     let (n_clients, n_updates, n_rows): (i64, i64, i64) = {
         let (cols, rows) = store.run_report(
             "SELECT (SELECT COUNT(*) FROM clients), (SELECT COUNT(*) FROM updates WHERE expired = 0), (SELECT COUNT(*) FROM update_states)",
-            &[],
-        )?;
+            &[], &ALL)?;
         let r = rows.first().ok_or_else(|| anyhow!("no counts"))?;
         let g = |i: usize| r.get(i).and_then(|v| v.as_i64()).unwrap_or(0);
         let _ = cols;
@@ -403,8 +406,7 @@ pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> 
 fn ingest(store: &dyn koshin_store::Store, popular: &str) -> anyhow::Result<(u64, Duration, f64)> {
     let (_, rows) = store.run_report(
         "SELECT c.id, c.client_id, c.name FROM clients c WHERE c.scanned_cv IS NOT NULL ORDER BY c.id LIMIT 200",
-        &[],
-    )?;
+        &[], &ALL)?;
     let mut batches = Vec::new();
     for r in &rows {
         let rowid = r.first().and_then(|v| v.as_i64()).unwrap_or(0);
@@ -420,8 +422,7 @@ fn ingest(store: &dyn koshin_store::Store, popular: &str) -> anyhow::Result<(u64
             .to_string();
         let (_, states) = store.run_report(
             "SELECT u.id, s.state FROM update_states s JOIN updates u ON u.ukey = s.ukey WHERE s.client = :c",
-            &[("c".into(), rowid.to_string())],
-        )?;
+            &[("c".into(), rowid.to_string())], &ALL)?;
         let now = jiff::Timestamp::now();
         let messages = states
             .iter()
@@ -471,8 +472,7 @@ fn ingest(store: &dyn koshin_store::Store, popular: &str) -> anyhow::Result<(u64
     let (who, _) = batches.first().ok_or_else(|| anyhow!("no clients"))?;
     let (_, cur) = store.run_report(
         "SELECT s.state FROM update_states s JOIN updates u ON u.ukey = s.ukey WHERE s.client = :c AND u.id = :u",
-        &[("c".into(), who.rowid.to_string()), ("u".into(), popular.to_string())],
-    )?;
+        &[("c".into(), who.rowid.to_string()), ("u".into(), popular.to_string())], &ALL)?;
     let next = if cur.first().and_then(|r| r.first()).and_then(|v| v.as_i64()) == Some(1) {
         "installed"
     } else {
@@ -496,7 +496,11 @@ fn ingest(store: &dyn koshin_store::Store, popular: &str) -> anyhow::Result<(u64
         .ok_or_else(|| anyhow!("updates-for-computer is missing"))?;
     let t = Instant::now();
     store.ingest_states(who, &batch, now.as_millisecond())?;
-    let (_, rows) = store.run_report(&report.sql, &[("computer".into(), who.client_id.clone())])?;
+    let (_, rows) = store.run_report(
+        &report.sql,
+        &[("computer".into(), who.client_id.clone())],
+        &ALL,
+    )?;
     let visible = t.elapsed().as_secs_f64() * 1e3;
     let shown = rows.iter().any(|r| {
         r.first().and_then(|v| v.as_str()) == Some(popular)

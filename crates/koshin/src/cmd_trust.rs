@@ -134,6 +134,12 @@ pub enum AdminsCommand {
     },
     /// Disable an administrator and revoke every token of theirs.
     Disable { name: String },
+    /// Limit an administrator to the clients of these collections (by name or id); with
+    /// none, or All Systems, they see every client.
+    Scope {
+        name: String,
+        collections: Vec<String>,
+    },
 }
 
 pub async fn admins(api: &Api, cmd: AdminsCommand) -> anyhow::Result<ExitCode> {
@@ -175,6 +181,26 @@ pub async fn admins(api: &Api, cmd: AdminsCommand) -> anyhow::Result<ExitCode> {
             );
             let _: serde_json::Value = api.post(&path, &(), "disable administrator").await?;
             println!("Administrator {name} disabled; every token of theirs is revoked");
+        }
+        AdminsCommand::Scope { name, collections } => {
+            let path = format!(
+                "/api/v1/admins/{}/scopes",
+                crate::cmd_updates::urlencode(&name)
+            );
+            let a: AdminOut = api
+                .post(
+                    &path,
+                    &koshin_wire::ScopesChange {
+                        scopes: collections,
+                    },
+                    "set scopes",
+                )
+                .await?;
+            if a.scopes.is_empty() {
+                println!("{} sees every client", a.name);
+            } else {
+                println!("{} sees the clients of {}", a.name, a.scopes.join(", "));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

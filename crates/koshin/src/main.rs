@@ -7,6 +7,7 @@ mod bench_scan;
 mod client;
 mod cmd_bench;
 mod cmd_clients;
+mod cmd_collections;
 mod cmd_report;
 mod cmd_site;
 mod cmd_status;
@@ -89,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd_trust::AdminsCommand,
     },
+    /// Collections: All Systems and collections with direct members.
+    Collections {
+        #[command(subcommand)]
+        command: cmd_collections::CollectionsCommand,
+    },
     /// The audit log: who changed what, when, from where.
     Audit {
         /// Only entries of the last DURATION (30m, 2h, 7d).
@@ -160,6 +166,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login { name, hours } => cmd_trust::login(&api()?, &cli.site, name, hours).await,
         Command::Logout => cmd_trust::logout(&api()?, &cli.site).await,
         Command::Admins { command } => cmd_trust::admins(&api()?, command).await,
+        Command::Collections { command } => cmd_collections::run(&api()?, command).await,
         Command::Audit { since, limit, json } => {
             cmd_trust::audit(&api()?, since, limit, json).await
         }

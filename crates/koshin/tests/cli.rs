@@ -901,6 +901,49 @@ fn admins_login_enrollment_tokens_and_audit_from_the_cli() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("lab"));
 
+    // Collections and scopes: create one, scope ana to it, list and show it.
+    let run = |args: &[&str]| {
+        let out = koshin_stdin(&site.url, Some(token), &config, args, "");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        run(&["collections", "create", "Pilot", "--comment", "first wave"]).contains("CS100002")
+    );
+    let list = json(&koshin_stdin(
+        &site.url,
+        Some(token),
+        &config,
+        &["collections", "list", "--json"],
+        "",
+    ));
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["All Systems", "Pilot"]);
+    assert!(run(&["collections", "show", "pilot"]).contains("first wave"));
+    assert!(run(&["admins", "scope", "ana", "Pilot"]).contains("CS100002"));
+    let out = koshin_stdin(
+        &site.url,
+        Some(token),
+        &config,
+        &["collections", "add", "Pilot", "no-such-client"],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-client"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let log = json(&koshin_stdin(
         &site.url,
         Some(token),
@@ -914,6 +957,8 @@ fn admins_login_enrollment_tokens_and_audit_from_the_cli() {
         "log in",
         "log out",
         "create enrollment token",
+        "create collection",
+        "set administrator scopes",
     ] {
         assert!(
             log.iter().any(|e| e["action"] == action),

@@ -210,7 +210,11 @@ impl SiteDb {
     }
     fn rows(&self, sql: &str, client_id: &str) -> Vec<Vec<serde_json::Value>> {
         self.0
-            .run_report(sql, &[("c".to_string(), client_id.to_string())])
+            .run_report(
+                sql,
+                &[("c".to_string(), client_id.to_string())],
+                &koshin_domain::Scope::All,
+            )
             .expect("query")
             .1
     }

@@ -287,7 +287,11 @@ impl Served {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.site.store.run_report(sql, &params).expect("query").1
+        self.site
+            .store
+            .run_report(sql, &params, &koshin_domain::Scope::All)
+            .expect("query")
+            .1
     }
 
     /// A query that answers one integer.
@@ -332,13 +336,16 @@ impl Served {
     pub fn client(&self, name: &str) -> ClientDetail {
         self.site
             .store
-            .get_client(name)
+            .get_client(name, &koshin_domain::Scope::All)
             .expect("get client")
             .unwrap_or_else(|| panic!("no client {name}"))
     }
 
     pub fn clients(&self) -> Vec<ClientSummary> {
-        self.site.store.list_clients().expect("list clients")
+        self.site
+            .store
+            .list_clients(&koshin_domain::Scope::All)
+            .expect("list clients")
     }
 
     pub fn http(&self) -> reqwest::Client {

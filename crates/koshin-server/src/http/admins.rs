@@ -53,7 +53,7 @@ fn check_name(name: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-fn admin_out(a: AdminRecord) -> AdminOut {
+pub(crate) fn admin_out(a: AdminRecord) -> AdminOut {
     AdminOut {
         name: a.name,
         role: a.role,
@@ -176,9 +176,9 @@ pub async fn create(
             "a password has at least 12 characters".into(),
         ));
     }
-    for s in &req.scopes {
-        check_name(s)?;
-    }
+    let store = site.store.clone();
+    let asked = req.scopes.clone();
+    let scopes = blocking(move || Ok(store.resolve_collections(&asked)?)).await?;
     let password = req.password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
     let rec = AdminRecord {
@@ -186,7 +186,7 @@ pub async fn create(
         name: req.name.clone(),
         role: role.name().to_string(),
         password_hash: Some(hash),
-        scopes: req.scopes.clone(),
+        scopes,
         created_ms: jiff::Timestamp::now().as_millisecond(),
         created_by: admin.name.clone(),
         disabled_ms: None,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use koshin_domain::{Permission, Role};
+use koshin_domain::{Permission, Role, Scope};
 
 use super::error::{AppError, blocking};
 use crate::site::Site;
@@ -19,6 +19,8 @@ use crate::site::Site;
 pub struct Admin {
     pub name: String,
     pub role: Role,
+    /// The clients the administrator may see and act on.
+    pub scope: Scope,
     /// The peer address the request came from, for the audit log.
     pub source: String,
 }
@@ -38,6 +40,20 @@ impl Admin {
         }
     }
 
+    /// An audit entry for an action of this administrator, now — for a store method that
+    /// writes it in the transaction of the change.
+    pub fn entry(&self, action: &str, target: &str, detail: &str) -> koshin_store::AuditEntry {
+        koshin_store::AuditEntry {
+            time_ms: jiff::Timestamp::now().as_millisecond(),
+            actor: self.name.clone(),
+            role: self.role.name().to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            detail: detail.to_string(),
+            source: self.source.clone(),
+        }
+    }
+
     /// Writes who did what, when and from where to the audit log.
     pub async fn audit(
         &self,
@@ -46,15 +62,7 @@ impl Admin {
         target: &str,
         detail: &str,
     ) -> Result<(), AppError> {
-        let entry = koshin_store::AuditEntry {
-            time_ms: jiff::Timestamp::now().as_millisecond(),
-            actor: self.name.clone(),
-            role: self.role.name().to_string(),
-            action: action.to_string(),
-            target: target.to_string(),
-            detail: detail.to_string(),
-            source: self.source.clone(),
-        };
+        let entry = self.entry(action, target, detail);
         let store = site.store.clone();
         blocking(move || Ok(store.audit(&entry)?)).await
     }
@@ -144,6 +152,7 @@ impl FromRequestParts<Arc<Site>> for Admin {
         let admin = Admin {
             name: t.name,
             role,
+            scope: Scope::of(&t.scopes),
             source: source(parts),
         };
         admin.require(Permission::Read)?;
@@ -182,6 +191,7 @@ macro_rules! perm {
 perm! {
     CanSync => Sync,
     CanManageClients => ManageClients,
+    CanManageCollections => ManageCollections,
     CanManageAdministrators => ManageAdministrators,
 }
 

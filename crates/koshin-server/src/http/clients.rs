@@ -31,11 +31,13 @@ fn check_field(name: &str, v: &str, max: usize) -> Result<(), AppError> {
 enum Voucher {
     /// No token: the client waits for an administrator's approval.
     None,
-    EnrollmentToken,
+    /// An enrollment token (its SHA-256), spent when the client is stored.
+    EnrollmentToken(String),
     Administrator(String),
 }
 
-/// Reads the optional Bearer token of an enrollment: an enrollment token (one use spent) or
+/// Reads the optional Bearer token of an enrollment: an enrollment token (its use spent with
+/// the client's row) or
 /// an administrator's token whose role may manage clients. A token that is neither is
 /// refused rather than taken as "no token".
 async fn voucher(site: &Arc<Site>, headers: &HeaderMap) -> Result<Voucher, AppError> {
@@ -54,15 +56,16 @@ async fn voucher(site: &Arc<Site>, headers: &HeaderMap) -> Result<Voucher, AppEr
     let hash = crate::init::hash_token(&token);
     let store = site.store.clone();
     let now = jiff::Timestamp::now().as_millisecond();
+    let h = hash.clone();
     let (enrollment, admin) = blocking(move || {
-        if store.use_enrollment_token(&hash, now)? {
+        if store.enrollment_token_usable(&h, now)? {
             return Ok((true, None));
         }
-        Ok((false, store.find_token(&hash)?))
+        Ok((false, store.find_token(&h)?))
     })
     .await?;
     if enrollment {
-        return Ok(Voucher::EnrollmentToken);
+        return Ok(Voucher::EnrollmentToken(hash));
     }
     match admin {
         Some(t)
@@ -140,10 +143,16 @@ pub async fn enroll(
         agent_version: req.agent_version.clone(),
     };
     let now = jiff::Timestamp::now().as_millisecond();
-    let id = blocking(move || Ok(store.enroll_client(&new, &hash, approved, now)?)).await?;
+    let spend = match &voucher {
+        Voucher::EnrollmentToken(t) => Some(t.clone()),
+        _ => None,
+    };
+    let id =
+        blocking(move || Ok(store.enroll_client(&new, &hash, approved, spend.as_deref(), now)?))
+            .await?;
     let by = match &voucher {
         Voucher::None => "no token".to_string(),
-        Voucher::EnrollmentToken => "an enrollment token".to_string(),
+        Voucher::EnrollmentToken(_) => "an enrollment token".to_string(),
         Voucher::Administrator(n) => format!("administrator {n}"),
     };
     tracing::info!(client = %id.name, client_id = %id.client_id, approval = %id.approval, by = %by, "client enrolled");
@@ -158,21 +167,21 @@ pub async fn enroll(
 }
 
 pub async fn list(
-    _admin: Admin,
+    admin: Admin,
     State(site): State<Arc<Site>>,
 ) -> Result<Json<Vec<ClientSummary>>, AppError> {
     let store = site.store.clone();
-    blocking(move || Ok(Json(store.list_clients()?))).await
+    blocking(move || Ok(Json(store.list_clients(&admin.scope)?))).await
 }
 
 pub async fn show(
-    _admin: Admin,
+    admin: Admin,
     State(site): State<Arc<Site>>,
     Path(key): Path<String>,
 ) -> Result<Json<ClientDetail>, AppError> {
     let store = site.store.clone();
     let k = key.clone();
-    blocking(move || Ok(store.get_client(&k)?))
+    blocking(move || Ok(store.get_client(&k, &admin.scope)?))
         .await?
         .map(Json)
         .ok_or_else(|| AppError::NotFound(format!("no client '{key}' is enrolled at this site")))
@@ -186,26 +195,18 @@ async fn set_approval(
 ) -> Result<Json<ClientSummary>, AppError> {
     admin.require(Permission::ManageClients)?;
     let store = site.store.clone();
-    let by = admin.name.clone();
-    let now = jiff::Timestamp::now().as_millisecond();
-    let k = key.clone();
-    let c = blocking(move || Ok(store.set_client_approval(&k, approval, &by, now)?)).await?;
     let action = if approval == "approved" {
         "approve client"
     } else {
         "revoke client"
     };
-    admin
-        .audit(
-            &site,
-            action,
-            &c.name,
-            &format!("client id {}", c.client_id),
-        )
-        .await?;
+    let entry = admin.entry(action, &key, "");
+    let scope = admin.scope.clone();
+    let k = key.clone();
+    let c = blocking(move || Ok(store.set_client_approval(&k, approval, &scope, &entry)?)).await?;
     let store = site.store.clone();
     let id = c.client_id.clone();
-    blocking(move || Ok(store.get_client(&id)?))
+    blocking(move || Ok(store.get_client(&id, &admin.scope)?))
         .await?
         .map(|d| Json(d.summary))
         .ok_or_else(|| AppError::NotFound(format!("client '{key}'")))

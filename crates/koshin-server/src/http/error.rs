@@ -39,6 +39,7 @@ impl From<koshin_store::StoreError> for AppError {
             koshin_store::StoreError::NotFound(m) => AppError::NotFound(format!("{m} not found")),
             koshin_store::StoreError::Invalid(m) => AppError::BadRequest(m),
             koshin_store::StoreError::Conflict(m) => AppError::Conflict(m),
+            koshin_store::StoreError::Unauthorized(m) => AppError::Unauthorized(m),
             other => AppError::Internal(other.to_string()),
         }
     }

@@ -5,6 +5,7 @@
 mod admins;
 pub mod auth;
 mod clients;
+mod collections;
 pub mod error;
 mod mp;
 mod reports;

@@ -45,7 +45,7 @@ pub async fn list(
 }
 
 pub async fn run(
-    _admin: Admin,
+    admin: Admin,
     State(site): State<Arc<Site>>,
     Path(name): Path<String>,
     Query(mut params): Query<BTreeMap<String, String>>,
@@ -63,6 +63,7 @@ pub async fn run(
     };
     let store = site.store.clone();
     let data = site.data.clone();
+    let scope = admin.scope;
     let (report, columns, rows, duration_ms) = blocking(move || {
         let report = reports::find(&data, &name).ok_or_else(|| {
             AppError::NotFound(format!("no report named '{name}' (koshin report list)"))
@@ -89,7 +90,7 @@ pub async fn run(
         }
         let params: Vec<(String, String)> = params.into_iter().collect();
         let t = Instant::now();
-        let (columns, rows) = store.run_report(&report.sql, &params)?;
+        let (columns, rows) = store.run_report(&report.sql, &params, &scope)?;
         Ok((report, columns, rows, t.elapsed().as_millis() as u64))
     })
     .await?;

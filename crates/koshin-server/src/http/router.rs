@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use koshin_domain::Permission;
 
-use super::{admins, clients, mp, reports, site, status, sync, updates};
+use super::{admins, clients, collections, mp, reports, site, status, sync, updates};
 use crate::site::Site as SiteState;
 
 /// What a route requires.
@@ -40,7 +40,7 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> Route {
 }
 
 use Access::{Admin, Client, Public};
-use Permission::{ManageAdministrators, ManageClients, Read, Sync};
+use Permission::{ManageAdministrators, ManageClients, ManageCollections, Read, Sync};
 
 /// One list makes both [`ROUTES`] and the router, so no route can be served without
 /// stating its authorization.
@@ -86,7 +86,16 @@ routes! {
     "POST" "/api/v1/admins", Admin(ManageAdministrators) => post(admins::create);
     "POST" "/api/v1/admins/{name}/disable", Admin(ManageAdministrators)
         => post(admins::disable);
+    "POST" "/api/v1/admins/{name}/scopes", Admin(ManageAdministrators)
+        => post(collections::set_scopes);
     "GET" "/api/v1/audit", Admin(Read) => get(admins::audit);
+    "GET" "/api/v1/collections", Admin(Read) => get(collections::list);
+    "POST" "/api/v1/collections", Admin(ManageCollections) => post(collections::create);
+    "GET" "/api/v1/collections/{key}", Admin(Read) => get(collections::show);
+    "POST" "/api/v1/collections/{key}/members", Admin(ManageCollections)
+        => post(collections::members);
+    "POST" "/api/v1/collections/{key}/delete", Admin(ManageCollections)
+        => post(collections::delete);
     "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
     "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
     "GET" "/api/v1/mp/policy", Client => get(mp::policy);

@@ -13,7 +13,7 @@ use super::error::{AppError, blocking};
 use crate::site::Site;
 
 pub async fn list(
-    _admin: Admin,
+    admin: Admin,
     State(site): State<Arc<Site>>,
     Query(q): Query<StatusQuery>,
 ) -> Result<Json<Vec<StatusMessageOut>>, AppError> {
@@ -25,7 +25,7 @@ pub async fn list(
         )));
     }
     let store = site.store.clone();
-    blocking(move || Ok(Json(store.query_status(&q)?))).await
+    blocking(move || Ok(Json(store.query_status(&q, &admin.scope)?))).await
 }
 
 /// The component status summary (the console's Component Status node): per component,

@@ -20,13 +20,13 @@ pub async fn list(
 }
 
 pub async fn show(
-    _admin: Admin,
+    admin: Admin,
     State(site): State<Arc<Site>>,
     Path(id): Path<String>,
 ) -> Result<Json<UpdateDetail>, AppError> {
     let store = site.store.clone();
     let key = id.clone();
-    blocking(move || Ok(store.get_update(&key)?))
+    blocking(move || Ok(store.get_update(&key, &admin.scope)?))
         .await?
         .map(Json)
         .ok_or_else(|| AppError::NotFound(format!("no update '{id}' in the catalog")))

@@ -305,7 +305,7 @@ pub fn edit_config(data: &Path, f: impl FnOnce(&mut SiteConfig)) {
 /// The record id of the newest status message (0 when there is none).
 pub fn last_record(site: &Site) -> i64 {
     site.store
-        .query_status(&StatusQuery::default())
+        .query_status(&StatusQuery::default(), &koshin_domain::Scope::All)
         .expect("query status messages")
         .last()
         .map_or(0, |m| m.record_id)
@@ -314,11 +314,14 @@ pub fn last_record(site: &Site) -> i64 {
 /// The sync manager's status messages after record `after`, oldest first.
 pub fn messages_since(site: &Site, after: i64) -> Vec<StatusMessageOut> {
     site.store
-        .query_status(&StatusQuery {
-            component: Some(COMPONENT.into()),
-            after: Some(after),
-            ..Default::default()
-        })
+        .query_status(
+            &StatusQuery {
+                component: Some(COMPONENT.into()),
+                after: Some(after),
+                ..Default::default()
+            },
+            &koshin_domain::Scope::All,
+        )
         .expect("query status messages")
 }
 
