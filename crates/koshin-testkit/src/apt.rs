@@ -1,5 +1,7 @@
 //! Running the real `apt-get update` (and `apt-cache`) against test
-//! archives, fully isolated from the host's APT configuration and state.
+//! archives, fully isolated from the host's APT configuration and state, and
+//! the real `apt-get install` into a throwaway dpkg root ([`DpkgRoot`]), to
+//! prove an archive's packages really install.
 
 use std::fs;
 use std::io;
@@ -159,6 +161,38 @@ Acquire::http::Timeout "10";
         self.run("apt-get", &["-q", "update"])
     }
 
+    /// Runs `apt-get install -y PACKAGES` into `root`: apt resolves against
+    /// the root's dpkg status and the indexes of the last [`AptClient::update`],
+    /// downloads the `.deb`s (checking them against the signed indexes) and
+    /// runs `dpkg --root=ROOT` to unpack and configure them there.
+    pub fn install(&self, root: &DpkgRoot, packages: &[&str]) -> io::Result<AptRun> {
+        let status = format!("Dir::State::status={}", root.status_file().display());
+        let dpkg_root = format!("DPkg::Options::=--root={}", root.path().display());
+        let dpkg_log = format!(
+            "DPkg::Options::=--log={}",
+            root.path().join("var/log/dpkg.log").display()
+        );
+        let mut args = vec![
+            "-q",
+            "-y",
+            "-o",
+            &status,
+            "-o",
+            &dpkg_root,
+            "-o",
+            &dpkg_log,
+            "-o",
+            "DPkg::Options::=--force-not-root",
+            "-o",
+            "DPkg::Options::=--force-script-chrootless",
+            "-o",
+            "DPkg::Options::=--force-unsafe-io",
+            "install",
+        ];
+        args.extend_from_slice(packages);
+        self.run("apt-get", &args)
+    }
+
     /// Runs `apt-cache ARGS` (e.g. `["policy", "hello"]`, `["show", "hello"]`).
     pub fn apt_cache(&self, args: &[&str]) -> io::Result<AptRun> {
         self.run("apt-cache", args)
@@ -176,5 +210,88 @@ Acquire::http::Timeout "10";
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         })
+    }
+}
+
+/// A minimal dpkg root in a temporary directory for `dpkg --root` (and
+/// [`AptClient::install`]): an empty `var/lib/dpkg/status` and `available`,
+/// the `info`, `updates` and `triggers` directories, architecture `amd64`,
+/// and `var/log` for dpkg's log.
+pub struct DpkgRoot {
+    dir: TempDir,
+}
+
+impl std::fmt::Debug for DpkgRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpkgRoot")
+            .field("dir", &self.dir.path())
+            .finish()
+    }
+}
+
+impl DpkgRoot {
+    /// An empty root: nothing installed.
+    pub fn new() -> io::Result<DpkgRoot> {
+        let dir = tempfile::Builder::new().prefix("kroot").tempdir()?;
+        let d = dir.path();
+        for sub in [
+            "var/lib/dpkg/info",
+            "var/lib/dpkg/updates",
+            "var/lib/dpkg/triggers",
+            "var/log",
+        ] {
+            fs::create_dir_all(d.join(sub))?;
+        }
+        write(&d.join("var/lib/dpkg/status"), "")?;
+        write(&d.join("var/lib/dpkg/available"), "")?;
+        write(&d.join("var/lib/dpkg/arch"), "amd64\n")?;
+        Ok(DpkgRoot { dir })
+    }
+
+    /// The root directory (what `dpkg --root` gets).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `ROOT/var/lib/dpkg/status`.
+    pub fn status_file(&self) -> PathBuf {
+        self.dir.path().join("var/lib/dpkg/status")
+    }
+
+    /// What `dpkg --root ROOT -s PACKAGE` prints (the package's status
+    /// stanza), or `None` when dpkg knows no such package.
+    pub fn status(&self, package: &str) -> io::Result<Option<String>> {
+        let out = Command::new("dpkg")
+            .arg(format!("--root={}", self.dir.path().display()))
+            .args(["-s", package])
+            .env("LC_ALL", "C.UTF-8")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                err(format!(
+                    "cannot run dpkg (is the `dpkg` package installed?): {e}"
+                ))
+            })?;
+        if out.status.success() {
+            Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The `Status:` and `Version:` of an installed or half-installed
+    /// package (e.g. `("install ok installed", "2.10-3")`).
+    pub fn package_state(&self, package: &str) -> io::Result<Option<(String, String)>> {
+        let Some(stanza) = self.status(package)? else {
+            return Ok(None);
+        };
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        Ok(Some((field("Status:"), field("Version:"))))
     }
 }

@@ -9,6 +9,42 @@ use std::process::Command;
 
 use crate::cmd::{err, run, write};
 
+/// How `dpkg-deb --build -Z<type>` compresses the package's members (dpkg ≥ 1.21
+/// compresses `control.tar` and `data.tar` alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DebCompression {
+    /// `control.tar.gz`, `data.tar.gz` (`-Zgzip`).
+    Gzip,
+    /// `control.tar.xz`, `data.tar.xz` (`-Zxz`, what [`DebSpec::build`] uses).
+    Xz,
+    /// `control.tar.zst`, `data.tar.zst` (`-Zzstd`, Ubuntu's default).
+    Zstd,
+    /// Uncompressed `control.tar`, `data.tar` (`-Znone`).
+    None,
+}
+
+impl DebCompression {
+    /// The `-Z` argument of `dpkg-deb`.
+    pub fn dpkg_deb_arg(self) -> &'static str {
+        match self {
+            DebCompression::Gzip => "-Zgzip",
+            DebCompression::Xz => "-Zxz",
+            DebCompression::Zstd => "-Zzstd",
+            DebCompression::None => "-Znone",
+        }
+    }
+
+    /// The member name suffix: `".gz"`, `".xz"`, `".zst"` or `""`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            DebCompression::Gzip => ".gz",
+            DebCompression::Xz => ".xz",
+            DebCompression::Zstd => ".zst",
+            DebCompression::None => "",
+        }
+    }
+}
+
 /// A binary package to build: the `DEBIAN/control` fields plus the files it
 /// installs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,10 +214,15 @@ impl DebSpec {
         c
     }
 
-    /// Builds the package with `dpkg-deb --build` into `out` (whose parent
-    /// directory must exist). Timestamps are fixed via `SOURCE_DATE_EPOCH`,
-    /// so building the same spec twice gives the same bytes.
+    /// Builds the package with `dpkg-deb --build` (xz-compressed) into `out`
+    /// (whose parent directory must exist). Timestamps are fixed via
+    /// `SOURCE_DATE_EPOCH`, so building the same spec twice gives the same bytes.
     pub fn build(&self, out: &Path) -> io::Result<()> {
+        self.build_compressed(out, DebCompression::Xz)
+    }
+
+    /// Like [`DebSpec::build`] with the members compressed as `compression` says.
+    pub fn build_compressed(&self, out: &Path, compression: DebCompression) -> io::Result<()> {
         let stage = tempfile::Builder::new().prefix("kdeb").tempdir()?;
         let root = stage.path();
         set_mode(root, 0o755)?;
@@ -227,7 +268,12 @@ impl DebSpec {
         }
         run(Command::new("dpkg-deb")
             .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args(["--root-owner-group", "-Zxz", "--build"])
+            .args([
+                "--root-owner-group",
+                "--uniform-compression",
+                compression.dpkg_deb_arg(),
+                "--build",
+            ])
             .arg(root)
             .arg(out))?;
         Ok(())

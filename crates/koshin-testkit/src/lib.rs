@@ -31,9 +31,9 @@ mod files;
 mod gpg;
 mod server;
 
-pub use apt::{AptClient, AptRun};
+pub use apt::{AptClient, AptRun, DpkgRoot};
 pub use archive::{Archive, Compression, SuiteSpec};
-pub use deb::DebSpec;
+pub use deb::{DebCompression, DebSpec};
 pub use files::{corrupt, truncate};
 pub use gpg::Gpg;
 pub use server::{Fault, LoopbackServer, RequestRecord};
