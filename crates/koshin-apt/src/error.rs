@@ -1,4 +1,5 @@
-//! Errors of the APT upstream, each saying what failed and where, for status message 6703.
+//! Errors of the APT upstream (each saying what failed and where, for status message 6703)
+//! and of the repository writer (reading `.deb`s, signing, building indices).
 
 #[derive(Debug, thiserror::Error)]
 pub enum AptError {
@@ -60,4 +61,16 @@ pub enum AptError {
     BadSource { entry: String, reason: String },
     #[error("cannot read {path}: {reason}")]
     Io { path: String, reason: String },
+    #[error("{path} is not a Debian package: {reason}")]
+    NotADeb { path: String, reason: String },
+    #[error("{path}: the package has no control.tar member")]
+    NoControlTar { path: String },
+    #[error("{path}: {member} holds no control file")]
+    NoControlFile { path: String, member: String },
+    #[error("{file}: cannot go into the repository: {reason}")]
+    BadEntry { file: String, reason: String },
+    #[error("bad repository description: {reason}")]
+    BadRepository { reason: String },
+    #[error("archive signing key: {reason}")]
+    SigningKey { reason: String },
 }

@@ -5,7 +5,12 @@
 //!
 //! This crate is the platform backend for Debian/Ubuntu archives. It knows nothing of the
 //! site database or of sync kinds: it answers "what does this upstream hold now, verified?".
+//!
+//! It also writes the other side: a signed APT repository that a stock `apt-get` accepts
+//! ([`repo::build_indices`]), from `.deb` files ([`debfile::read_control`]) and an OpenPGP
+//! archive key ([`signing::ArchiveKey`]), for distribution points to serve.
 
+pub mod debfile;
 pub mod error;
 pub mod fetch;
 pub mod packages;
@@ -14,6 +19,7 @@ pub mod release;
 pub mod sources;
 pub mod verify;
 
+pub use debfile::read_control;
 pub use error::AptError;
 pub use fetch::{FetchOptions, FetchedIndex, FetchedSuite, Fetcher};
 pub use sources::AptSource;
