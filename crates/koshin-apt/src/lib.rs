@@ -16,10 +16,12 @@ pub mod fetch;
 pub mod packages;
 pub mod peer;
 pub mod release;
+pub mod signing;
 pub mod sources;
 pub mod verify;
 
 pub use debfile::read_control;
 pub use error::AptError;
 pub use fetch::{FetchOptions, FetchedIndex, FetchedSuite, Fetcher};
+pub use signing::ArchiveKey;
 pub use sources::AptSource;
