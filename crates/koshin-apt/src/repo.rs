@@ -675,7 +675,7 @@ mod tests {
             ),
         ];
         for (e, needle) in cases {
-            let err = refused(&[e.clone()], &m);
+            let err = refused(std::slice::from_ref(&e), &m);
             assert!(err.contains(&e.filename), "{err}");
             assert!(err.contains(needle), "{needle}: {err}");
         }
