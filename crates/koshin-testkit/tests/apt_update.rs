@@ -215,3 +215,47 @@ fn inrelease_unavailable_fails() {
     assert!(!run.exit_ok, "{}", run.output());
     assert_fails(&run, "503");
 }
+
+#[test]
+fn apt_get_install_puts_packages_into_a_dpkg_root() {
+    use koshin_testkit::{DebSpec, DpkgRoot};
+    let mut archive = Archive::new().expect("archive");
+    archive
+        .add(
+            "stable",
+            "main",
+            &DebSpec::new("greeter", "1.0-1", "amd64")
+                .depends("greeter-data")
+                .file("usr/bin/greeter", b"#!/bin/sh\necho hi\n"),
+        )
+        .expect("deb");
+    archive
+        .add(
+            "stable",
+            "main",
+            &DebSpec::new("greeter-data", "1.0-1", "all"),
+        )
+        .expect("deb");
+    archive
+        .publish(&SuiteSpec::new("stable", "stable"))
+        .expect("publish");
+    let server = archive.serve().expect("serve");
+    let apt = client(&archive, &server, &["stable"]);
+    let update = apt.update().expect("apt-get update");
+    assert!(update.clean(), "{}", update.output());
+
+    let root = DpkgRoot::new().expect("dpkg root");
+    assert_eq!(root.package_state("greeter").expect("dpkg -s"), None);
+    let install = apt.install(&root, &["greeter"]).expect("apt-get install");
+    assert!(install.clean(), "{}", install.output());
+    for name in ["greeter", "greeter-data"] {
+        assert_eq!(
+            root.package_state(name).expect("dpkg -s"),
+            Some(("install ok installed".to_owned(), "1.0-1".to_owned()))
+        );
+    }
+    assert!(root.path().join("usr/bin/greeter").is_file());
+    // dpkg recorded them in the root's own status file.
+    let installed = std::fs::read_to_string(root.status_file()).expect("status");
+    assert!(installed.contains("Package: greeter\n"), "{installed}");
+}
