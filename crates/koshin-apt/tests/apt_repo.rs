@@ -3,7 +3,7 @@
 //! trusting only the written keyring) updating from it and installing a package with its
 //! dependencies into a dpkg root. Also gpgv (what apt runs) and koshin's own fetcher read
 //! it, and apt refuses it when signed by another key, when an index or a package file was
-//! changed after signing, or when it has expired.
+//! changed after signing, or when it has expired. A key exported from GnuPG signs it too.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -413,4 +413,42 @@ fn apt_refuses_an_expired_repository() {
     let apt = repo.apt(&server, &repo.keyring);
     let update = apt.update().expect("apt-get update");
     assert_refused(&update, &["is no longer valid", "expired"]);
+}
+
+#[test]
+fn a_key_made_by_gpg_can_sign_the_repository() {
+    // A site may already have an archive key in GnuPG: its unprotected export is usable.
+    let gpg = koshin_testkit::Gpg::throwaway("existing site key").expect("gpg key");
+    let out = Command::new("gpg")
+        .arg("--homedir")
+        .arg(gpg.home())
+        .args([
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--armor",
+            "--export-secret-keys",
+            gpg.fingerprint(),
+        ])
+        .output()
+        .expect("gpg --export-secret-keys");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = ArchiveKey::from_armored_secret(&String::from_utf8(out.stdout).expect("armored"))
+        .expect("read the gpg key");
+    assert_eq!(key.fingerprint(), gpg.fingerprint());
+
+    let repo = publish(&key, &meta());
+    // apt trusts the keyring exported by gpg itself.
+    let gpg_keyring = repo.scratch.path().join("gpg-export.gpg");
+    gpg.export_keyring(&gpg_keyring).expect("gpg --export");
+    let server = repo.server();
+    let apt = repo.apt(&server, &gpg_keyring);
+    let update = apt.update().expect("apt-get update");
+    assert!(update.clean(), "{}", update.output());
 }
