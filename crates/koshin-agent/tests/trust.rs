@@ -10,33 +10,6 @@ use koshin_domain::{Permission, scan::ScanTrigger};
 use koshin_server::http::router::{Access, ROUTES};
 use serde_json::json;
 
-async fn call(
-    site: &TestSite,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let url = format!("{}{path}", site.url);
-    let mut r = match method {
-        "GET" => site.http().get(url),
-        "POST" => site.http().post(url),
-        other => panic!("method {other}"),
-    };
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    } else if method == "POST" {
-        r = r.json(&json!({}));
-    }
-    let resp = r.send().await.expect("request");
-    let status = resp.status().as_u16();
-    let v = resp.json().await.unwrap_or(serde_json::Value::Null);
-    (status, v)
-}
-
 /// Creates an administrator with `role` and logs in: its token.
 async fn admin_with_role(site: &TestSite, name: &str, role: &str) -> String {
     let (s, v) = call(

@@ -5,10 +5,12 @@
 //! catalog is derived from upstream package lists and compared with the stored one. It
 //! deliberately knows nothing of HTTP, SQL, files or clocks: callers pass in the time.
 
+pub mod boundaries;
 pub mod catalog;
 pub mod collections;
 pub mod compliance;
 pub mod component_status;
+pub mod content;
 pub mod localpub;
 pub mod roles;
 pub mod scan;

@@ -124,7 +124,7 @@ pub fn init_site(opts: &InitOptions) -> anyhow::Result<InitOutcome> {
     })
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

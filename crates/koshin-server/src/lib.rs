@@ -9,6 +9,7 @@
 //! the database and to the component's log in the seeds' `STATMSG:` form.
 
 pub mod config;
+pub mod content;
 pub mod http;
 pub mod init;
 pub mod localpub;
@@ -108,6 +109,7 @@ pub async fn serve(
         anyhow::bail!("nothing to serve on: no HTTP or HTTPS listener");
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let distribution = tokio::spawn(content::distmgr::run(site.clone(), stop_rx.clone()));
     let manager = tokio::spawn(sync::SyncManager::new(site.clone()).run(stop_rx));
     let app = http::app(site.clone());
 
@@ -169,5 +171,6 @@ pub async fn serve(
     signal.abort();
     let _ = stop_tx.send(true);
     let _ = manager.await;
+    let _ = distribution.await;
     plain.and(secure)
 }

@@ -26,6 +26,8 @@ pub fn publish(
         first_scan_window_minutes: cfg.policy.first_scan_window_minutes,
         policy_poll_minutes: cfg.policy.policy_poll_minutes,
         created: now,
+        distribution_points: Vec::new(),
+        archive_key: None,
     };
     let body = serde_json::to_value(&policy)
         .map_err(|e| koshin_store::StoreError::Invalid(e.to_string()))?;

@@ -23,6 +23,8 @@ pub struct Site {
     pub sync_log: Arc<ComponentLog>,
     /// The site's certificate authority and certificate (`DATA/pki/`).
     pub pki: SitePki,
+    /// The content library, the site's own distribution point, the archive key.
+    pub content: crate::content::Content,
 }
 
 impl Site {
@@ -47,6 +49,12 @@ impl Site {
         let pki = SitePki::ensure(data, &config)?;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&data.join(DATABASE_FILE))?);
         let status = StatusReporter::new(store.clone(), &config.site.code, &config.system_name());
+        let content = crate::content::Content::open(data, &config.site.code)?;
+        store.ensure_local_dp(
+            &config.system_name(),
+            &format!("{}/dp", config.public_url().trim_end_matches('/')),
+            jiff::Timestamp::now().as_millisecond(),
+        )?;
         let sync_log = Arc::new(ComponentLog::open(
             &data.join("logs"),
             "wsyncmgr.log",
@@ -60,6 +68,7 @@ impl Site {
             sync: SyncHandle::default(),
             sync_log,
             pki,
+            content,
         }))
     }
 

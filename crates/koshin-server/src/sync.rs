@@ -704,36 +704,38 @@ impl SyncManager {
     }
 
     fn sources(&self) -> Result<Vec<AptSource>, String> {
-        let cfg = &self.site.config;
-        let mut out = Vec::new();
-        for s in &cfg.upstream.sources {
-            if s == "system" {
-                let found = koshin_apt::sources::system_sources(std::path::Path::new(
-                    &cfg.upstream.apt_etc,
-                ))
-                .map_err(|e| e.to_string())?;
-                if found.is_empty() {
-                    return Err(format!(
-                        "no APT sources found under {}",
-                        cfg.upstream.apt_etc
-                    ));
-                }
-                out.extend(found);
-            } else if let Some(src) =
-                koshin_apt::sources::parse_line(s).map_err(|e| e.to_string())?
-            {
-                out.push(src);
-            }
-        }
-        if !cfg.upstream.architectures.is_empty() {
-            for s in &mut out {
-                if s.architectures.is_empty() {
-                    s.architectures = cfg.upstream.architectures.clone();
-                }
-            }
-        }
-        Ok(out)
+        configured_sources(&self.site.config)
     }
+}
+
+/// The site's upstream APT sources, as its configuration gives them (`system` expanded to
+/// this machine's sources).
+pub fn configured_sources(cfg: &crate::config::SiteConfig) -> Result<Vec<AptSource>, String> {
+    let mut out = Vec::new();
+    for s in &cfg.upstream.sources {
+        if s == "system" {
+            let found =
+                koshin_apt::sources::system_sources(std::path::Path::new(&cfg.upstream.apt_etc))
+                    .map_err(|e| e.to_string())?;
+            if found.is_empty() {
+                return Err(format!(
+                    "no APT sources found under {}",
+                    cfg.upstream.apt_etc
+                ));
+            }
+            out.extend(found);
+        } else if let Some(src) = koshin_apt::sources::parse_line(s).map_err(|e| e.to_string())? {
+            out.push(src);
+        }
+    }
+    if !cfg.upstream.architectures.is_empty() {
+        for s in &mut out {
+            if s.architectures.is_empty() {
+                s.architectures = cfg.upstream.architectures.clone();
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod collections;
+pub mod content;
 pub mod migrations;
 pub mod reports;
 pub mod sqlite;

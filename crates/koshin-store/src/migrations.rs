@@ -383,4 +383,79 @@ CREATE TABLE collection_members (
 ) WITHOUT ROWID;
 CREATE INDEX collection_members_client ON collection_members(client);
 "#,
+    // 7: content. The content library (files by SHA-256, with their control stanza), content
+    // packages with priority, distribution points and groups, and per package and
+    // distribution point the state of its distribution.
+    r#"
+CREATE TABLE content_files (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    control TEXT NOT NULL,
+    stored_ms INTEGER NOT NULL
+);
+CREATE TABLE content_packages (
+    id INTEGER PRIMARY KEY,
+    package_id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    priority INTEGER NOT NULL CHECK (priority IN (1, 2, 3)),
+    source_version INTEGER NOT NULL DEFAULT 1,
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE package_files (
+    package INTEGER NOT NULL REFERENCES content_packages(id) ON DELETE CASCADE,
+    sha256 TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    PRIMARY KEY (package, sha256)
+) WITHOUT ROWID;
+CREATE TABLE package_updates (
+    package INTEGER NOT NULL REFERENCES content_packages(id) ON DELETE CASCADE,
+    update_id TEXT NOT NULL,
+    PRIMARY KEY (package, update_id)
+) WITHOUT ROWID;
+CREATE TABLE distribution_points (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    url TEXT NOT NULL,
+    local INTEGER NOT NULL DEFAULT 0,
+    protected INTEGER NOT NULL DEFAULT 0,
+    boundaries TEXT NOT NULL DEFAULT '[]',
+    push_token TEXT,
+    sender TEXT NOT NULL DEFAULT '{}',
+    registered_ms INTEGER NOT NULL,
+    registered_by TEXT NOT NULL,
+    last_seen_ms INTEGER,
+    last_error TEXT
+);
+CREATE TABLE dp_groups (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE dp_group_members (
+    grp INTEGER NOT NULL REFERENCES dp_groups(id) ON DELETE CASCADE,
+    dp INTEGER NOT NULL REFERENCES distribution_points(id) ON DELETE CASCADE,
+    PRIMARY KEY (grp, dp)
+) WITHOUT ROWID;
+CREATE TABLE package_targets (
+    package INTEGER NOT NULL REFERENCES content_packages(id) ON DELETE CASCADE,
+    dp INTEGER NOT NULL REFERENCES distribution_points(id) ON DELETE CASCADE,
+    state TEXT NOT NULL CHECK (state IN ('waiting', 'distributing', 'installed', 'failed')),
+    source_version INTEGER NOT NULL,
+    queued_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    finished_ms INTEGER,
+    bytes_total INTEGER NOT NULL DEFAULT 0,
+    bytes_sent INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_at_ms INTEGER,
+    error TEXT,
+    via_group TEXT,
+    PRIMARY KEY (package, dp)
+) WITHOUT ROWID;
+"#,
 ];

@@ -30,6 +30,7 @@ fn secret(table: &str, column: &str) -> bool {
         || (t("clients") && c("credential_sha256"))
         || (t("admins") && c("password_hash"))
         || (t("enrollment_tokens") && c("token_sha256"))
+        || (t("distribution_points") && c("push_token"))
 }
 
 /// The site's tables a scoped administrator's report may read from main: none holds a
@@ -44,6 +45,14 @@ const UNSCOPED_TABLES: &[&str] = &[
     "synced_indices",
     "collections",
     "schedules",
+    "content_files",
+    "content_packages",
+    "package_files",
+    "package_updates",
+    "distribution_points",
+    "dp_groups",
+    "dp_group_members",
+    "package_targets",
 ];
 
 fn authorize_scoped(ctx: AuthContext<'_>) -> Authorization {

@@ -2,6 +2,7 @@
 
 use koshin_domain::Scope;
 use koshin_domain::catalog::{StoredUpdate, SyncPlan};
+use koshin_domain::content::{Priority, SenderSettings};
 use koshin_domain::status::StatusMessage;
 use koshin_domain::sync::SyncKind;
 use koshin_wire::{
@@ -324,6 +325,194 @@ pub trait CollectionStore: Send + Sync {
     fn set_admin_scopes(&self, name: &str, scopes: &[String], audit: &AuditEntry) -> Result<()>;
 }
 
+/// A content package: the files of some updates, distributed together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageRecord {
+    pub id: String,
+    pub name: String,
+    pub priority: Priority,
+    pub source_version: i64,
+    pub created_ms: i64,
+    pub created_by: String,
+    pub updates: Vec<String>,
+    pub files: i64,
+    pub bytes: i64,
+}
+
+/// A package, its files and its distribution to each point.
+pub type PackageView = (PackageRecord, Vec<PackageFile>, Vec<TargetRecord>);
+
+/// One file of a package: where it is upstream (relative to the archive root), its name
+/// and SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageFile {
+    pub sha256: String,
+    pub name: String,
+    pub size: i64,
+    pub filename: String,
+}
+
+/// A file in the content library.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LibraryFile {
+    pub sha256: String,
+    pub size: i64,
+    pub name: String,
+    /// The package's control stanza, for the distribution points' `Packages` indices.
+    pub control: String,
+}
+
+/// A distribution point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpRecord {
+    pub key: i64,
+    pub name: String,
+    pub url: String,
+    pub local: bool,
+    pub protected: bool,
+    pub boundaries: Vec<String>,
+    pub sender: SenderSettings,
+    pub registered_ms: i64,
+    pub registered_by: String,
+    pub last_seen_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub groups: Vec<String>,
+    /// Packages installed, waiting or distributing, failed.
+    pub installed: i64,
+    pub pending: i64,
+    pub failed: i64,
+}
+
+/// A package's distribution to one distribution point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetRecord {
+    pub package_key: i64,
+    pub package_id: String,
+    pub package_name: String,
+    pub priority: Priority,
+    pub dp_key: i64,
+    pub dp_name: String,
+    /// waiting, distributing, installed or failed.
+    pub state: String,
+    pub source_version: i64,
+    pub queued_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    pub bytes_total: i64,
+    pub bytes_sent: i64,
+    pub attempts: i64,
+    pub retry_at_ms: Option<i64>,
+    pub error: Option<String>,
+    pub via_group: Option<String>,
+}
+
+/// How a distribution ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransferEnd {
+    Installed,
+    /// Failed; tried again at this moment.
+    Retry {
+        error: String,
+        at_ms: i64,
+    },
+    /// Failed for good (nothing to send, the package is gone).
+    Failed {
+        error: String,
+    },
+}
+
+/// The content library, content packages, distribution points and groups, and the state of
+/// every package on every distribution point. Administrators' changes take an audit entry.
+pub trait ContentStore: Send + Sync {
+    /// A package of the files of these updates (by id, id prefix or article id).
+    fn create_package(
+        &self,
+        site_code: &str,
+        name: &str,
+        priority: Priority,
+        updates: &[String],
+        audit: &AuditEntry,
+    ) -> Result<PackageRecord>;
+    fn list_packages(&self) -> Result<Vec<PackageRecord>>;
+    /// One package by id or name, its files and its distribution to each point.
+    fn package(&self, key: &str) -> Result<Option<PackageView>>;
+    fn set_package_priority(&self, key: &str, p: Priority, audit: &AuditEntry) -> Result<()>;
+    /// Targets a package at distribution points and at the current members of groups (a
+    /// group is evaluated now: a point added to it later does not get this package, P15).
+    /// Returns how many targets were added or requeued.
+    fn distribute(
+        &self,
+        key: &str,
+        dps: &[String],
+        groups: &[String],
+        now_ms: i64,
+        audit: &AuditEntry,
+    ) -> Result<usize>;
+    fn library_file(&self, sha256: &str) -> Result<Option<LibraryFile>>;
+    fn add_library_file(&self, f: &LibraryFile, now_ms: i64) -> Result<()>;
+    /// Registers a remote distribution point; the token is what the site presents to it.
+    fn register_dp(
+        &self,
+        name: &str,
+        url: &str,
+        push_token: &str,
+        audit: &AuditEntry,
+    ) -> Result<DpRecord>;
+    /// The site's own distribution point, made or its URL brought up to date.
+    fn ensure_local_dp(&self, name: &str, url: &str, now_ms: i64) -> Result<()>;
+    fn list_dps(&self) -> Result<Vec<DpRecord>>;
+    fn dp(&self, key: &str) -> Result<Option<DpRecord>>;
+    /// The token the site presents to a remote distribution point.
+    fn dp_push_token(&self, dp_key: i64) -> Result<Option<String>>;
+    /// Changes a distribution point's protection, boundaries or sender settings.
+    fn set_dp(
+        &self,
+        key: &str,
+        protected: Option<bool>,
+        boundaries: Option<&[String]>,
+        sender: Option<&SenderSettings>,
+        audit: &AuditEntry,
+    ) -> Result<DpRecord>;
+    fn create_dp_group(&self, name: &str, audit: &AuditEntry) -> Result<()>;
+    /// Adds and removes members; adding sends the group's packages nowhere (P15).
+    fn change_dp_group(
+        &self,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// Groups and their members' names.
+    fn list_dp_groups(&self) -> Result<Vec<(String, Vec<String>)>>;
+    /// Every distribution not yet installed or failed for good, oldest first.
+    fn pending_targets(&self) -> Result<Vec<TargetRecord>>;
+    fn start_target(
+        &self,
+        package_key: i64,
+        dp_key: i64,
+        bytes_total: i64,
+        now_ms: i64,
+    ) -> Result<()>;
+    fn progress_target(&self, package_key: i64, dp_key: i64, bytes_sent: i64) -> Result<()>;
+    fn finish_target(
+        &self,
+        package_key: i64,
+        dp_key: i64,
+        end: &TransferEnd,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Every file of the packages installed on a distribution point (and of `also`, the
+    /// package being added), with its library record: what its index lists.
+    fn dp_files(&self, dp_key: i64, also: Option<i64>) -> Result<Vec<LibraryFile>>;
+    fn package_files(&self, package_key: i64) -> Result<Vec<PackageFile>>;
+    /// A distribution point found a file damaged: every installed package holding it goes
+    /// back to waiting, to be sent again. Returns how many.
+    fn damaged_file(&self, dp_key: i64, sha256: &str, now_ms: i64) -> Result<usize>;
+    fn dp_seen(&self, dp_key: i64, now_ms: i64, error: Option<&str>) -> Result<()>;
+    /// After a restart: distributions left running go back to waiting.
+    fn requeue_interrupted(&self) -> Result<usize>;
+}
+
 /// Everything a site keeps.
 pub trait Store:
     CatalogStore
@@ -336,6 +525,7 @@ pub trait Store:
     + ReportStore
     + TrustStore
     + CollectionStore
+    + ContentStore
 {
 }
 impl<T> Store for T where
@@ -349,5 +539,6 @@ impl<T> Store for T where
         + ReportStore
         + TrustStore
         + CollectionStore
+        + ContentStore
 {
 }

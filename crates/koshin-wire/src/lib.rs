@@ -219,6 +219,23 @@ pub struct MachinePolicy {
     /// How often clients poll machine policy.
     pub policy_poll_minutes: u64,
     pub created: Timestamp,
+    /// The distribution points a client may use (added when the policy is served).
+    #[serde(default)]
+    pub distribution_points: Vec<DpPolicy>,
+    /// The site's archive key (armored OpenPGP public key) that signs every distribution
+    /// point's indices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_key: Option<String>,
+}
+
+/// A distribution point as policy gives it to clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpPolicy {
+    pub name: String,
+    /// The repository root: `deb [signed-by=...] URL koshin main`.
+    pub url: String,
+    pub boundaries: Vec<String>,
+    pub protected: bool,
 }
 
 /// Counts of the catalog, per product and classification.
@@ -719,4 +736,172 @@ pub struct MembersChanged {
 pub struct ScopesChange {
     #[serde(default)]
     pub scopes: Vec<String>,
+}
+
+/// A content package as `koshin content list` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackageOut {
+    pub id: String,
+    pub name: String,
+    pub priority: String,
+    pub source_version: i64,
+    pub updates: Vec<String>,
+    pub files: i64,
+    pub bytes: i64,
+    pub created: Timestamp,
+    pub created_by: String,
+    /// Distribution points that hold it, of those it is targeted at.
+    pub installed: i64,
+    pub targeted: i64,
+}
+
+/// One file of a package.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackageFileOut {
+    pub name: String,
+    pub sha256: String,
+    pub size: i64,
+    pub in_library: bool,
+}
+
+/// A package's distribution to one distribution point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetOut {
+    pub package: String,
+    pub distribution_point: String,
+    /// waiting, distributing, installed or failed.
+    pub state: String,
+    pub priority: String,
+    pub source_version: i64,
+    pub queued: Timestamp,
+    pub started: Option<Timestamp>,
+    pub finished: Option<Timestamp>,
+    pub bytes_total: i64,
+    pub bytes_sent: i64,
+    pub attempts: i64,
+    pub retry_at: Option<Timestamp>,
+    pub error: Option<String>,
+    pub via_group: Option<String>,
+}
+
+/// `koshin content show NAME`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PackageDetail {
+    #[serde(flatten)]
+    pub package: PackageOut,
+    pub file_list: Vec<PackageFileOut>,
+    pub targets: Vec<TargetOut>,
+}
+
+/// `POST /api/v1/content`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewPackage {
+    pub name: String,
+    /// high, medium (the default) or low.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Updates by id, id prefix or article id.
+    pub updates: Vec<String>,
+}
+
+/// `POST /api/v1/content/{key}/distribute`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DistributeRequest {
+    #[serde(default)]
+    pub distribution_points: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `POST /api/v1/content/{key}/priority`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PriorityChange {
+    pub priority: String,
+}
+
+/// A distribution point as `koshin dp list` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DpOut {
+    pub name: String,
+    pub url: String,
+    pub local: bool,
+    pub protected: bool,
+    pub boundaries: Vec<String>,
+    pub groups: Vec<String>,
+    /// `HH-HH=availability` rules; hours no rule covers are open.
+    pub schedule: Vec<String>,
+    /// Bytes per second, none for unlimited.
+    pub rate_limit: Option<u64>,
+    pub lifted_until: Option<Timestamp>,
+    pub registered: Timestamp,
+    pub registered_by: String,
+    pub last_seen: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub installed: i64,
+    pub pending: i64,
+    pub failed: i64,
+    /// OK, Pending, Error.
+    pub status: String,
+}
+
+/// `POST /api/v1/dps/register` — from `koshin dp serve`, with an administrator's token.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct DpRegister {
+    pub name: String,
+    pub url: String,
+    /// What the site presents to the point when it pushes content.
+    pub push_token: String,
+}
+
+impl std::fmt::Debug for DpRegister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpRegister")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("push_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `POST /api/v1/dps/{name}/settings`: what is given changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DpSettings {
+    #[serde(default)]
+    pub protected: Option<bool>,
+    #[serde(default)]
+    pub boundaries: Option<Vec<String>>,
+    #[serde(default)]
+    pub schedule: Option<Vec<String>>,
+    /// Bytes per second; 0 for unlimited.
+    #[serde(default)]
+    pub rate_limit: Option<u64>,
+    /// Lift the schedule and rate limit for this many minutes (an emergency); 0 ends a lift.
+    #[serde(default)]
+    pub lift_minutes: Option<u64>,
+}
+
+/// A distribution point group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DpGroupOut {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+/// `POST /api/v1/dp-groups` and `.../members`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DpGroupChange {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// What a validation of a distribution point found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidationOut {
+    pub distribution_point: String,
+    pub checked: usize,
+    pub damaged: Vec<String>,
 }

@@ -76,6 +76,11 @@ impl Api {
         })
     }
 
+    /// The site's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {

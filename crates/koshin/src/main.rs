@@ -8,6 +8,8 @@ mod client;
 mod cmd_bench;
 mod cmd_clients;
 mod cmd_collections;
+mod cmd_content;
+mod cmd_dp;
 mod cmd_report;
 mod cmd_site;
 mod cmd_status;
@@ -90,6 +92,16 @@ enum Command {
         #[command(subcommand)]
         command: cmd_trust::AdminsCommand,
     },
+    /// Content packages: the files of updates, sent to distribution points by priority.
+    Content {
+        #[command(subcommand)]
+        command: cmd_content::ContentCommand,
+    },
+    /// Distribution points and their groups; `koshin dp serve` runs a remote one.
+    Dp {
+        #[command(subcommand)]
+        command: cmd_content::DpCommand,
+    },
     /// Collections: All Systems and collections with direct members.
     Collections {
         #[command(subcommand)]
@@ -167,6 +179,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout => cmd_trust::logout(&api()?, &cli.site).await,
         Command::Admins { command } => cmd_trust::admins(&api()?, command).await,
         Command::Collections { command } => cmd_collections::run(&api()?, command).await,
+        Command::Content { command } => cmd_content::content(&api()?, command).await,
+        Command::Dp { command } => cmd_content::dp(&api()?, command).await,
         Command::Audit { since, limit, json } => {
             cmd_trust::audit(&api()?, since, limit, json).await
         }

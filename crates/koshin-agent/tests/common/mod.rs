@@ -554,3 +554,31 @@ pub fn st(s: &str, restart: bool) -> (String, bool) {
 pub fn disp(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// One API request: (status, JSON body or Null).
+pub async fn call(
+    site: &TestSite,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let url = format!("{}{path}", site.url);
+    let mut r = match method {
+        "GET" => site.http().get(url),
+        "POST" => site.http().post(url),
+        other => panic!("method {other}"),
+    };
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    } else if method == "POST" {
+        r = r.json(&serde_json::json!({}));
+    }
+    let resp = r.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let v = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, v)
+}

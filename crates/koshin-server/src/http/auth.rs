@@ -192,6 +192,7 @@ perm! {
     CanSync => Sync,
     CanManageClients => ManageClients,
     CanManageCollections => ManageCollections,
+    CanManageContent => ManageContent,
     CanManageAdministrators => ManageAdministrators,
 }
 

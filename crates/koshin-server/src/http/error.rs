@@ -13,6 +13,8 @@ pub enum AppError {
     NotFound(String),
     Conflict(String),
     BadRequest(String),
+    /// Another server the site depends on (a distribution point) failed.
+    BadGateway(String),
     Internal(String),
 }
 
@@ -24,6 +26,7 @@ impl IntoResponse for AppError {
             AppError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             AppError::Conflict(m) => (StatusCode::CONFLICT, m),
             AppError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            AppError::BadGateway(m) => (StatusCode::BAD_GATEWAY, m),
             AppError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, m)

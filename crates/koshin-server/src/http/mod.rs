@@ -6,6 +6,7 @@ mod admins;
 pub mod auth;
 mod clients;
 mod collections;
+mod content;
 pub mod error;
 mod mp;
 mod reports;

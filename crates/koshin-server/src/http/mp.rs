@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use koshin_wire::{BatchAck, CatalogQuery, ClientCatalog, MachinePolicy, StateBatch};
+use koshin_wire::{BatchAck, CatalogQuery, ClientCatalog, DpPolicy, MachinePolicy, StateBatch};
 
 use super::auth::Client;
 use super::error::{AppError, blocking};
@@ -17,12 +17,24 @@ pub async fn policy(
 ) -> Result<Json<MachinePolicy>, AppError> {
     let store = site.store.clone();
     let now = jiff::Timestamp::now().as_millisecond();
-    let policy = blocking(move || {
+    let (policy, dps) = blocking(move || {
         store.touch_client(client.rowid, true, now)?;
-        Ok(store.machine_policy()?)
+        Ok((store.machine_policy()?, store.list_dps()?))
     })
     .await?;
-    super::site::stored_policy(policy).map(Json)
+    let mut policy = super::site::stored_policy(policy)?;
+    // Distribution points and the archive key as they are now, not as at the last sync.
+    policy.distribution_points = dps
+        .into_iter()
+        .map(|d| DpPolicy {
+            name: d.name,
+            url: d.url,
+            boundaries: d.boundaries,
+            protected: d.protected,
+        })
+        .collect();
+    policy.archive_key = Some(site.content.public_key.clone());
+    Ok(Json(policy))
 }
 
 pub async fn catalog(

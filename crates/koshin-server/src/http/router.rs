@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use koshin_domain::Permission;
 
-use super::{admins, clients, collections, mp, reports, site, status, sync, updates};
+use super::{admins, clients, collections, content, mp, reports, site, status, sync, updates};
 use crate::site::Site as SiteState;
 
 /// What a route requires.
@@ -40,7 +40,9 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> Route {
 }
 
 use Access::{Admin, Client, Public};
-use Permission::{ManageAdministrators, ManageClients, ManageCollections, Read, Sync};
+use Permission::{
+    ManageAdministrators, ManageClients, ManageCollections, ManageContent, Read, Sync,
+};
 
 /// One list makes both [`ROUTES`] and the router, so no route can be served without
 /// stating its authorization.
@@ -96,6 +98,20 @@ routes! {
         => post(collections::members);
     "POST" "/api/v1/collections/{key}/delete", Admin(ManageCollections)
         => post(collections::delete);
+    "GET" "/api/v1/content", Admin(Read) => get(content::list);
+    "POST" "/api/v1/content", Admin(ManageContent) => post(content::create);
+    "GET" "/api/v1/content/{key}", Admin(Read) => get(content::show);
+    "POST" "/api/v1/content/{key}/distribute", Admin(ManageContent) => post(content::distribute);
+    "POST" "/api/v1/content/{key}/priority", Admin(ManageContent) => post(content::priority);
+    "GET" "/api/v1/dps", Admin(Read) => get(content::dps);
+    "POST" "/api/v1/dps/register", Admin(ManageContent) => post(content::register);
+    "GET" "/api/v1/dps/{name}", Admin(Read) => get(content::dp);
+    "POST" "/api/v1/dps/{name}/settings", Admin(ManageContent) => post(content::settings);
+    "POST" "/api/v1/dps/{name}/validate", Admin(ManageContent) => post(content::validate);
+    "GET" "/api/v1/dp-groups", Admin(Read) => get(content::groups);
+    "POST" "/api/v1/dp-groups", Admin(ManageContent) => post(content::create_group);
+    "POST" "/api/v1/dp-groups/{name}/members", Admin(ManageContent)
+        => post(content::group_members);
     "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
     "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
     "GET" "/api/v1/mp/policy", Client => get(mp::policy);
@@ -104,6 +120,15 @@ routes! {
         => post(mp::state_messages).layer(DefaultBodyLimit::max(64 << 20));
 }
 
+/// Trees served as files, outside [`ROUTES`], each public for the reason given.
+pub const PUBLIC_TREES: &[(&str, &str)] = &[(
+    "/dp/",
+    "the site's own distribution point: a signed APT repository, public like any mirror",
+)];
+
 pub fn app(state: Arc<SiteState>) -> Router {
-    register(Router::new()).with_state(state)
+    let dp = tower_http::services::ServeDir::new(state.content.local_dp.clone());
+    register(Router::new())
+        .nest_service("/dp", dp)
+        .with_state(state)
 }
