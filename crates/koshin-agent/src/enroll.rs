@@ -124,7 +124,14 @@ pub fn status(state: &Path) -> anyhow::Result<AgentStatus> {
         .get_i64("metadata_ttl_minutes")?
         .unwrap_or(crate::scan::DEFAULT_TTL_MINUTES as i64);
     let t = |k: &str| -> anyhow::Result<Option<jiff::Timestamp>> { Ok(db.get_i64(k)?.map(ts)) };
+    let policy: Option<koshin_wire::MachinePolicy> = db
+        .get("policy")?
+        .and_then(|p| serde_json::from_str(&p).ok());
+    let distribution_point = policy
+        .as_ref()
+        .and_then(|p| crate::dp::chosen(p, &crate::dp::local_addresses()));
     Ok(AgentStatus {
+        distribution_point,
         client_id: id.client_id,
         name: id.name,
         site: id.site_url,

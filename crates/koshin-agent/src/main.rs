@@ -288,6 +288,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     t(&s.next_send),
                     s.send_interval_minutes
                 );
+                match &s.distribution_point {
+                    Some(d) => {
+                        println!("Distribution point: {} at {} ({})", d.name, d.url, d.reason)
+                    }
+                    None => {
+                        println!("Distribution point: - (none in policy may serve this client)")
+                    }
+                }
             }
             Ok(())
         }

@@ -188,6 +188,35 @@ async fn a_stock_apt_get_installs_from_a_koshin_distribution_point() {
         "{m:?}"
     );
 
+    // P18: the package-transfer-progress report.
+    let (s, v) = call(
+        &site,
+        "GET",
+        &format!("/api/v1/reports/package-transfer-progress?package={id}"),
+        Some(&site.token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let row = &v["rows"][0];
+    assert_eq!(
+        (
+            &row["site"],
+            &row["last_transfer_pct"],
+            &row["dps_targeted"],
+            &row["dps_done"],
+            &row["dps_done_pct"]
+        ),
+        (
+            &json!("CS1"),
+            &json!(100),
+            &json!(2),
+            &json!(2),
+            &json!(100)
+        ),
+        "{v}"
+    );
+
     // The same file in a second package is stored once in the library.
     create(&site, "hello-again", HELLO_NEW, "low").await;
     let library: Vec<_> = walk(&site.data.join("content"));
@@ -433,4 +462,67 @@ async fn damaged_files_are_sent_again_and_downloads_resume() {
     assert_eq!(state_on(&show(&site, "hello-group").await, "branch"), None);
     distribute(&site, "hello-group", &[], &["everywhere"]).await;
     installed(&site, "hello-group", &[LOCAL, "branch"]).await;
+}
+
+/// P22: a client uses the distribution point whose boundary holds its address; a
+/// protected point serves only clients inside its boundaries, so one outside falls back to
+/// an unprotected point. `koshin-agent status` says which and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_choose_a_distribution_point_by_boundary() {
+    let site = TestSite::start().await;
+    let branch = RemoteDp::start(&site, "branch").await;
+    let agent = site.enroll("pc-dp", TYPICAL).await;
+    let set = |dp: &'static str, body: serde_json::Value| {
+        let site = &site;
+        async move {
+            let (s, v) = call(
+                site,
+                "POST",
+                &format!("/api/v1/dps/{dp}/settings"),
+                Some(&site.token),
+                Some(body),
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+        }
+    };
+    let choice = || async {
+        koshin_agent::runner::poll_policy(&agent.db(), &agent.mp())
+            .await
+            .expect("policy");
+        koshin_agent::enroll::status(&agent.state)
+            .expect("status")
+            .distribution_point
+            .expect("a distribution point")
+    };
+    // Inside the protected boundary of the branch point: bound to it.
+    set(
+        "branch",
+        json!({"protected": true, "boundaries": ["127.0.0.0/8"]}),
+    )
+    .await;
+    set(LOCAL, json!({"boundaries": ["10.0.0.0/8"]})).await;
+    let c = choice().await;
+    assert_eq!(
+        (c.name.as_str(), c.url.as_str()),
+        ("branch", branch.url.as_str())
+    );
+    assert!(
+        c.reason.contains("127.0.0.0/8") && c.reason.contains("protected"),
+        "{}",
+        c.reason
+    );
+    // Outside it: the protected point never serves it; the nearest unprotected one does.
+    let elsewhere = "203.0.113.0/24";
+    let b = koshin_domain::boundaries::Boundary::parse(elsewhere).expect("boundary");
+    assert!(
+        !koshin_agent::dp::local_addresses()
+            .iter()
+            .any(|a| b.contains(*a)),
+        "this machine is inside {elsewhere}: pick another test network"
+    );
+    set("branch", json!({"boundaries": [elsewhere]})).await;
+    let c = choice().await;
+    assert_eq!(c.name, LOCAL, "{}", c.reason);
+    assert!(c.reason.contains("nearest unprotected"), "{}", c.reason);
 }

@@ -16,6 +16,23 @@ pub struct SiteConfig {
     pub policy: PolicySection,
     #[serde(default)]
     pub tls: TlsSection,
+    #[serde(default)]
+    pub content: ContentSection,
+}
+
+/// `[content]`: the content library and distribution points.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentSection {
+    /// Every distribution point re-hashes its files this often; damaged ones are removed
+    /// and sent again. 0: only when asked (`koshin dp validate`).
+    pub validate_hours: u64,
+}
+
+impl Default for ContentSection {
+    fn default() -> Self {
+        ContentSection { validate_hours: 24 }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -379,6 +396,11 @@ client_certificates = {client_certs}
 # ::1, this machine's host name and the host of public_url; e.g. ["koshin.example.org"].
 # The certificate is re-issued at the next start when this list changes.
 names = {tls_names}
+
+[content]
+# Every distribution point re-hashes its files this often (hours); damaged files are
+# removed and sent again. 0: only when asked (koshin dp validate NAME).
+validate_hours = {validate_hours}
 "#,
             code = toml_str(&self.site.code),
             system = toml_str(&self.site.system),
@@ -397,6 +419,7 @@ names = {tls_names}
             sched = self.sync.schedule_minutes,
             retry = self.sync.retry_minutes,
             poll = self.sync.inbox_poll_ms,
+            validate_hours = self.content.validate_hours,
             scan = self.policy.scan_interval_minutes,
             ttl = self.policy.metadata_ttl_minutes,
             first = self.policy.first_scan_window_minutes,
@@ -452,6 +475,7 @@ mod tests {
             sync: SyncSection::default(),
             policy: PolicySection::default(),
             tls: TlsSection::default(),
+            content: Default::default(),
         };
         let text = cfg.to_documented_toml();
         let back: SiteConfig = toml::from_str(&text).unwrap();
@@ -477,6 +501,7 @@ mod tests {
             sync: SyncSection::default(),
             policy: PolicySection::default(),
             tls,
+            content: ContentSection::default(),
         }
     }
 

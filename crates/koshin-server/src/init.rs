@@ -91,6 +91,7 @@ pub fn init_site(opts: &InitOptions) -> anyhow::Result<InitOutcome> {
         sync: SyncSection::default(),
         policy: PolicySection::default(),
         tls: TlsSection::default(),
+        content: Default::default(),
     };
     cfg.validate().map_err(anyhow::Error::msg)?;
     let store = SqliteStore::open(&opts.data.join(DATABASE_FILE))?;

@@ -627,6 +627,7 @@ mod tests {
                 names: names.iter().map(|s| s.to_string()).collect(),
                 ..TlsSection::default()
             },
+            content: Default::default(),
         }
     }
 

@@ -53,6 +53,7 @@ const UNSCOPED_TABLES: &[&str] = &[
     "dp_groups",
     "dp_group_members",
     "package_targets",
+    "site_kv",
 ];
 
 fn authorize_scoped(ctx: AuthContext<'_>) -> Authorization {

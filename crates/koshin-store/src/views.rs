@@ -15,6 +15,9 @@ pub const VIEW_NAMES: &[&str] = &[
     "v_status_messages",
     "v_scans",
     "v_sync_runs",
+    "v_packages",
+    "v_distribution_points",
+    "v_package_targets",
 ];
 
 pub const VIEWS: &str = r#"
@@ -99,4 +102,25 @@ SELECT id AS run_id, kind, trigger, state, started_ms, finished_ms,
        strftime('%Y-%m-%dT%H:%M:%SZ', started_ms / 1000, 'unixepoch') AS started,
        error, items, content_version, phase
 FROM sync_runs;
+
+CREATE VIEW v_packages AS
+SELECT p.id AS package_key, p.package_id, p.name,
+       CASE p.priority WHEN 1 THEN 'high' WHEN 2 THEN 'medium' ELSE 'low' END AS priority,
+       p.source_version, p.created_ms, p.created_by,
+       (SELECT COUNT(*) FROM package_files f WHERE f.package = p.id) AS files,
+       (SELECT COALESCE(SUM(f.size), 0) FROM package_files f WHERE f.package = p.id) AS bytes
+FROM content_packages p;
+
+CREATE VIEW v_distribution_points AS
+SELECT id AS dp_key, name AS distribution_point, url, local, protected, boundaries,
+       registered_ms, registered_by, last_seen_ms, last_error
+FROM distribution_points;
+
+CREATE VIEW v_package_targets AS
+SELECT p.package_id, p.name AS package, d.name AS distribution_point, d.local, t.state,
+       t.source_version, t.queued_ms, t.started_ms, t.finished_ms, t.bytes_total, t.bytes_sent,
+       t.attempts, t.retry_at_ms, t.error, t.via_group
+FROM package_targets t
+JOIN content_packages p ON p.id = t.package
+JOIN distribution_points d ON d.id = t.dp;
 "#;

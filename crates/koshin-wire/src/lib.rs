@@ -552,6 +552,17 @@ pub struct AgentStatus {
     pub next_scan: Option<Timestamp>,
     pub next_send: Option<Timestamp>,
     pub send_interval_minutes: u64,
+    /// The distribution point this client uses, by its boundaries (P22).
+    #[serde(default)]
+    pub distribution_point: Option<DpChoice>,
+}
+
+/// The distribution point a client chose, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpChoice {
+    pub name: String,
+    pub url: String,
+    pub reason: String,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -42,10 +42,13 @@ pub async fn run(site: Arc<Site>, mut stop: tokio::sync::watch::Receiver<bool>) 
             return;
         }
     };
+    // Validation: each distribution point once per `validate_hours`, counted from start.
+    let mut validated: HashMap<i64, std::time::Instant> = HashMap::new();
     loop {
         if *stop.borrow() {
             return;
         }
+        validate_due(&site, &mut validated).await;
         let worked = match one(&site, &http).await {
             Ok(w) => w,
             Err(e) => {
@@ -62,6 +65,39 @@ pub async fn run(site: Arc<Site>, mut stop: tokio::sync::watch::Receiver<bool>) 
             _ = site.content.wake.notified() => {}
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
             _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Validates the distribution points whose validation is due.
+async fn validate_due(site: &Arc<Site>, validated: &mut HashMap<i64, std::time::Instant>) {
+    let hours = site.config.content.validate_hours;
+    if hours == 0 {
+        return;
+    }
+    let every = std::time::Duration::from_secs(hours * 3600);
+    let store = site.store.clone();
+    let Ok(Ok(dps)) = tokio::task::spawn_blocking(move || store.list_dps()).await else {
+        return;
+    };
+    for dp in dps {
+        let last = *validated
+            .entry(dp.key)
+            .or_insert_with(std::time::Instant::now);
+        if last.elapsed() < every {
+            continue;
+        }
+        validated.insert(dp.key, std::time::Instant::now());
+        match validate(site, &dp).await {
+            Ok((checked, damaged)) => site.content.log.line(format!(
+                "Validated {}: {checked} file(s), {} damaged",
+                dp.name,
+                damaged.len()
+            )),
+            Err(e) => site
+                .content
+                .log
+                .line(format!("Cannot validate {}: {e:#}", dp.name)),
         }
     }
 }
