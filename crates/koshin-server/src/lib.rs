@@ -108,6 +108,28 @@ pub async fn serve(
     if http.is_none() && https.is_none() {
         anyhow::bail!("nothing to serve on: no HTTP or HTTPS listener");
     }
+    // The site's own distribution point is at this site's address: the public URL, else
+    // the address actually listened on.
+    let own = if !site.config.site.public_url.is_empty() {
+        site.config.public_url()
+    } else {
+        let bound = http
+            .as_ref()
+            .map(|l| ("http", l.local_addr()))
+            .or_else(|| https.as_ref().map(|l| ("https", l.local_addr())));
+        match bound {
+            Some((scheme, Ok(a))) if a.ip().is_unspecified() => {
+                format!("{scheme}://{}:{}", config::hostname(), a.port())
+            }
+            Some((scheme, Ok(a))) => format!("{scheme}://{a}"),
+            _ => site.config.public_url(),
+        }
+    };
+    site.store.ensure_local_dp(
+        &site.config.system_name(),
+        &format!("{}/dp", own.trim_end_matches('/')),
+        jiff::Timestamp::now().as_millisecond(),
+    )?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let distribution = tokio::spawn(content::distmgr::run(site.clone(), stop_rx.clone()));
     let manager = tokio::spawn(sync::SyncManager::new(site.clone()).run(stop_rx));

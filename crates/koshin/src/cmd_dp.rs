@@ -63,7 +63,7 @@ pub async fn serve(
     };
     let state = DpState::open(data, identity.clone())?;
     println!(
-        "Distribution point {} of site {} serving {} at {} (listening on {addr})",
+        "Distribution point {} of site {}: {} served on {} (listening on {addr})",
         identity.name,
         identity.site,
         data.join("repo").display(),

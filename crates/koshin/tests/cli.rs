@@ -979,3 +979,146 @@ fn admins_login_enrollment_tokens_and_audit_from_the_cli() {
         "{text}"
     );
 }
+
+/// Content from the command line (docs/content.md): a package created and distributed to
+/// the site's own distribution point and to a remote one started with `koshin dp serve`
+/// (which registers itself with the administrator's token), both listed by `koshin dp
+/// list`, validated, and counted by the package-transfer-progress report.
+#[test]
+fn content_and_distribution_points_from_the_cli() {
+    let (a, server) = archive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("site");
+    let line = |suite: &str| {
+        format!(
+            "deb [signed-by={} arch=amd64] {} {suite} main",
+            a.keyring().display(),
+            a.uri(&server)
+        )
+    };
+    init(&data, &[line("bookworm"), line("bookworm-security")]);
+    let (site, token) = serve(&data);
+    let token = token.as_str();
+    let out = koshin(&site.url, token, &["sync", "--full", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dps = json(&koshin(&site.url, token, &["dp", "list", "--json"]));
+    let own = dps[0]["name"]
+        .as_str()
+        .expect("the site's own point")
+        .to_string();
+    assert_eq!(dps[0]["local"], true);
+    assert_eq!(dps[0]["url"], format!("{}/dp", site.url));
+
+    let out = koshin(
+        &site.url,
+        token,
+        &[
+            "content",
+            "create",
+            "hello-fix",
+            "--update",
+            "hello 2.10-3",
+            "--priority",
+            "high",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CS100001"));
+
+    let dp_dir = dir.path().join("branch");
+    let branch = start(
+        &[
+            "--site",
+            &site.url,
+            "--token",
+            token,
+            "dp",
+            "serve",
+            "--data",
+            &dp_dir.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "branch",
+        ],
+        "served on ",
+    );
+    assert!(dp_dir.join("dp.json").is_file());
+    let out = koshin(
+        &site.url,
+        token,
+        &[
+            "content",
+            "distribute",
+            "hello-fix",
+            "--dp",
+            &own,
+            "--dp",
+            "branch",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = json(&koshin(
+            &site.url,
+            token,
+            &["content", "show", "hello-fix", "--json"],
+        ));
+        let states: Vec<&str> = p["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .map(|t| t["state"].as_str().expect("state"))
+            .collect();
+        if states == ["installed", "installed"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not distributed: {p:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = koshin(&site.url, token, &["dp", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("branch") && text.contains("remote") && text.contains(&branch.url),
+        "{text}"
+    );
+    let v = json(&koshin(
+        &site.url,
+        token,
+        &["dp", "validate", "branch", "--json"],
+    ));
+    assert_eq!(v["damaged"], serde_json::json!([]), "{v}");
+    assert!(v["checked"].as_u64().is_some_and(|n| n >= 1), "{v}");
+    let r = json(&koshin(
+        &site.url,
+        token,
+        &[
+            "report",
+            "run",
+            "package-transfer-progress",
+            "--param",
+            "package=hello-fix",
+            "--format",
+            "json",
+        ],
+    ));
+    let row = &r[0];
+    assert_eq!(
+        (&row["dps_targeted"], &row["dps_done"]),
+        (&serde_json::json!(2), &serde_json::json!(2)),
+        "{r}"
+    );
+}
