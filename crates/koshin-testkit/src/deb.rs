@@ -73,6 +73,9 @@ pub struct DebSpec {
     pub extra_fields: Vec<(String, String)>,
     /// Files installed: path (relative to `/`) and contents.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Maintainer scripts (`preinst`, `postinst`, `prerm`, `postrm`): name and
+    /// contents, installed as `DEBIAN/<name>` with mode 0755.
+    pub scripts: Vec<(String, String)>,
 }
 
 impl DebSpec {
@@ -94,6 +97,7 @@ impl DebSpec {
                 format!("usr/share/doc/{name}/README"),
                 format!("{name} {version}\n").into_bytes(),
             )],
+            scripts: Vec::new(),
         }
     }
 
@@ -128,7 +132,8 @@ impl DebSpec {
         self
     }
 
-    /// Adds another control field.
+    /// Adds another control field. An `Installed-Size` given here replaces the
+    /// one computed from the files (e.g. to make a package look huge).
     pub fn field(mut self, name: &str, value: &str) -> Self {
         self.extra_fields.push((name.to_owned(), value.to_owned()));
         self
@@ -137,6 +142,17 @@ impl DebSpec {
     /// Adds an installed file (path relative to `/`; a leading `/` is ignored).
     pub fn file(mut self, path: &str, contents: &[u8]) -> Self {
         self.files.push((path.to_owned(), contents.to_vec()));
+        self
+    }
+
+    /// Adds (or replaces) a maintainer script: `name` is `preinst`, `postinst`,
+    /// `prerm` or `postrm`, `contents` the whole script with its `#!` line, e.g.
+    /// `.script("postinst", "#!/bin/sh\nexit 1\n")`. Scripts run by
+    /// `dpkg --root=R --force-script-chrootless` run on the host with
+    /// `DPKG_ROOT=R`: they must write under `$DPKG_ROOT`.
+    pub fn script(mut self, name: &str, contents: &str) -> Self {
+        self.scripts.retain(|(n, _)| n != name);
+        self.scripts.push((name.to_owned(), contents.to_owned()));
         self
     }
 
@@ -181,7 +197,13 @@ impl DebSpec {
         c.push_str(&format!("Version: {}\n", self.version));
         c.push_str(&format!("Architecture: {}\n", self.arch));
         c.push_str(&format!("Maintainer: {}\n", self.maintainer));
-        c.push_str(&format!("Installed-Size: {}\n", installed_kib.max(1)));
+        let size_given = self
+            .extra_fields
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("Installed-Size"));
+        if !size_given {
+            c.push_str(&format!("Installed-Size: {}\n", installed_kib.max(1)));
+        }
         if let Some(d) = &self.depends {
             c.push_str(&format!("Depends: {d}\n"));
         }
@@ -232,6 +254,17 @@ impl DebSpec {
         let control = debian.join("control");
         write(&control, self.control())?;
         set_mode(&control, 0o644)?;
+        for (name, contents) in &self.scripts {
+            if !matches!(name.as_str(), "preinst" | "postinst" | "prerm" | "postrm") {
+                return Err(err(format!(
+                    "invalid maintainer script {name:?} in package {}",
+                    self.name
+                )));
+            }
+            let script = debian.join(name);
+            write(&script, contents)?;
+            set_mode(&script, 0o755)?;
+        }
         for (path, contents) in &self.files {
             let rel = Path::new(path.trim_start_matches('/'));
             let ok = !rel.as_os_str().is_empty()
@@ -283,4 +316,52 @@ impl DebSpec {
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|e| err(format!("cannot chmod {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dpkg_deb(args: &[&str], deb: &Path) -> String {
+        let out = run(Command::new("dpkg-deb").args(args).arg(deb)).expect("dpkg-deb");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn scripts_and_installed_size_reach_the_package() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deb = dir.path().join("s.deb");
+        DebSpec::new("s", "1", "all")
+            .script("postinst", "#!/bin/sh\nexit 0\n")
+            .script("preinst", "#!/bin/sh\nexit 1\n")
+            .script("preinst", "#!/bin/sh\nexit 3\n")
+            .field("Installed-Size", "123456")
+            .build(&deb)
+            .expect("build");
+        assert_eq!(
+            dpkg_deb(&["--field"], &deb)
+                .matches("Installed-Size:")
+                .count(),
+            1
+        );
+        assert_eq!(
+            dpkg_deb(&["--field"], &deb)
+                .lines()
+                .find(|l| l.starts_with("Installed-Size:")),
+            Some("Installed-Size: 123456")
+        );
+        let info = dpkg_deb(&["--info"], &deb);
+        assert!(info.contains("postinst"), "{info}");
+        let preinst = run(Command::new("dpkg-deb")
+            .args(["--info"])
+            .arg(&deb)
+            .arg("preinst"))
+        .expect("preinst");
+        assert_eq!(
+            String::from_utf8_lossy(&preinst.stdout),
+            "#!/bin/sh\nexit 3\n"
+        );
+        let bad = DebSpec::new("s", "1", "all").script("../x", "#!/bin/sh\n");
+        assert!(bad.build(&dir.path().join("b.deb")).is_err());
+    }
 }
