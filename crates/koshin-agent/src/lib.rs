@@ -10,6 +10,7 @@ pub mod db;
 pub mod dp;
 pub mod dpkg;
 pub mod enroll;
+pub mod install;
 pub mod mp;
 pub mod runner;
 pub mod scan;
