@@ -36,9 +36,11 @@
 //!
 //! # After a failure
 //!
-//! The dpkg database is left consistent (`dpkg --audit` prints nothing) in every case but
-//! one. dpkg unwinds a failing `preinst` itself: the old version stays installed. A failing
-//! `postinst` leaves the package half-configured; then, in this order:
+//! A refusal by the checks above changes nothing. dpkg unwinds a failing `preinst` or a
+//! file that belongs to another package itself: the old version stays installed and
+//! `dpkg --audit` prints nothing. A failing `postinst` leaves the package half-configured
+//! (and packages of the same run that depend on it unpacked); then, for the deployment's
+//! packages only, in this order:
 //!
 //! 1. `dpkg --configure` once more for the deployment's packages that are not configured
 //!    (a script can fail transiently; packages left unpacked because they depend on the one
@@ -52,8 +54,11 @@
 //!    purpose): the machine is back at the version that worked.
 //! 4. Otherwise the package stays as dpkg left it (half-configured or unpacked): removing
 //!    software the user had would be worse than a package whose configuration must be
-//!    retried. **This is the one case in which `dpkg --audit` is not clean afterwards**; the
-//!    error is [`InstallError::MaintainerScript`] and its output says what was tried.
+//!    retried. **This is the one case in which `dpkg --audit` is not clean afterwards**
+//!    (besides a step 2 or 3 whose own scripts fail too, or a failure dpkg cannot unwind,
+//!    such as an old version's `postrm` failing during the unwinding); the error is
+//!    [`InstallError::MaintainerScript`] and its output says what was tried and ends with
+//!    `dpkg --audit`'s report.
 //!
 //! The error returned is always the first failure; what the recovery did is appended to
 //! its output. Exit codes are checked everywhere; dpkg's output (stdout and stderr in order)
@@ -593,7 +598,7 @@ impl Installer {
                         format!("{s} at version {v}")
                     });
                     output.push_str(&format!(
-                        "koshin: dpkg exited {} but {} is {now}, not installed at {}\n",
+                        "koshin: after dpkg ({}), {} is {now}, not installed at {}\n",
                         exit_text(run.code),
                         d.spec(),
                         d.version
