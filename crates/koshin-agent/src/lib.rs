@@ -7,6 +7,7 @@
 //! `kill -9` loses nothing that was queued.
 
 pub mod db;
+pub mod deploy;
 pub mod dp;
 pub mod dpkg;
 pub mod enroll;

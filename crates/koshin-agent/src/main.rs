@@ -48,6 +48,13 @@ enum Command {
         /// How often queued state messages are sent (C4: 15 minutes).
         #[arg(long)]
         send_interval_minutes: Option<u64>,
+        /// server or workstation: which restart suppression of a deployment applies.
+        #[arg(long)]
+        role: Option<String>,
+        /// The command that restarts this computer when a deployment needs it (e.g.
+        /// "systemctl reboot"); without one the agent reports the restart as pending.
+        #[arg(long)]
+        restart_command: Option<String>,
     },
     /// The long-running agent: policy, schedules, scans, state messages.
     Run,
@@ -74,6 +81,13 @@ enum Command {
     },
     /// Send queued state messages now.
     SendNow,
+    /// Deployments targeted at this computer and their state here.
+    Deployments {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Postpone a deployment until its deadline (where it allows that).
+    Postpone { deployment: String },
     /// Last scan, TTL expiry, queue length, next actions.
     Status {
         #[arg(long)]
@@ -119,7 +133,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             root,
             send_interval_minutes,
+            role,
+            restart_command,
         } => {
+            if let Some(r) = &role
+                && r != "server"
+                && r != "workstation"
+            {
+                anyhow::bail!("--role is server or workstation, not '{r}'");
+            }
             let token = token.unwrap_or_default();
             let ca_certificate = match &ca_cert {
                 Some(path) => Some(std::fs::read_to_string(path).with_context(|| {
@@ -138,6 +160,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             if let Some(m) = send_interval_minutes {
                 AgentDb::open(&cli.state)?.set_i64("send_interval_minutes", m as i64)?;
+            }
+            if let Some(r) = role {
+                AgentDb::open(&cli.state)?.set("role", &r)?;
+            }
+            if let Some(c) = restart_command {
+                AgentDb::open(&cli.state)?.set("restart_command", &c)?;
             }
             println!("Enrolled with site {code} at {site} as client {client_id}");
             if AgentDb::open(&cli.state)?.get("approval")?.as_deref() == Some("pending") {
@@ -183,6 +211,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let root = std::path::PathBuf::from(&id.root);
             let out = scan::scan_detail(&mut db, mp.as_ref(), &root, trigger, detail).await?;
+            // The deployment evaluation cycle also acts on the deployments now.
+            if trigger == ScanTrigger::DeploymentEvaluationCycle
+                && let Some(mp) = &mp
+            {
+                for e in koshin_agent::deploy::evaluate(&mut db, mp, &root, &cli.state).await? {
+                    eprintln!("deployment {}: {} {}", e.deployment, e.state, e.detail);
+                }
+            }
 
             if json {
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -230,6 +266,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::Deployments { json } => {
+            let db = AgentDb::open(&cli.state)?;
+            let list = koshin_agent::deploy::cached(&db)?;
+            let mut rows = Vec::new();
+            for d in &list {
+                let (state, detail) = koshin_agent::deploy::local_state(&db, d)?;
+                rows.push(serde_json::json!({
+                    "id": d.id, "name": d.name, "state": state, "detail": detail,
+                    "available": d.available, "deadline": d.deadline, "utc": d.utc,
+                    "allow_postpone": d.allow_postpone, "notification": d.notification,
+                    "updates": d.updates.iter().map(|u| u.title.clone()).collect::<Vec<_>>(),
+                }));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                println!("No deployment is targeted at this computer.");
+            } else {
+                for r in &rows {
+                    println!(
+                        "{} {}  {}  available {}{}  {}",
+                        r["id"].as_str().unwrap_or_default(),
+                        r["name"].as_str().unwrap_or_default(),
+                        r["state"].as_str().unwrap_or_default(),
+                        r["available"].as_str().unwrap_or_default(),
+                        r["deadline"]
+                            .as_str()
+                            .map(|d| format!(", deadline {d}"))
+                            .unwrap_or_default(),
+                        r["notification"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Postpone { deployment } => {
+            let db = AgentDb::open(&cli.state)?;
+            let until = koshin_agent::deploy::postpone(&db, &deployment)?;
+            println!("{deployment} postponed until its deadline, {until}");
             Ok(())
         }
         Command::SendNow => {

@@ -196,6 +196,32 @@ impl Mp {
         .await
     }
 
+    /// The HTTP client (with the site CA), for downloads from distribution points.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The deployments targeted at this client.
+    pub async fn deployments(&self) -> Result<Vec<koshin_wire::DeploymentPolicy>, MpError> {
+        self.get("/api/v1/mp/deployments", &()).await
+    }
+
+    /// Reports this client's state of a deployment, with install agent status messages.
+    pub async fn deployment_status(
+        &self,
+        report: &koshin_wire::DeploymentStatusReport,
+    ) -> Result<serde_json::Value, MpError> {
+        answer(
+            self.http
+                .post(format!("{}/api/v1/mp/deployment-status", self.base))
+                .bearer_auth(&self.credential)
+                .json(report)
+                .send()
+                .await,
+        )
+        .await
+    }
+
     pub async fn send(&self, batch: &StateBatch) -> Result<BatchAck, MpError> {
         answer(
             self.http

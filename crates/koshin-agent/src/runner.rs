@@ -51,6 +51,9 @@ pub async fn poll_policy(db: &AgentDb, mp: &Mp) -> Result<(), crate::mp::MpError
     store(db).map_err(|e| crate::mp::MpError::Refused(0, format!("cannot store the policy: {e:#}")))
 }
 
+/// How often deployments are evaluated.
+pub const DEPLOYMENT_EVALUATION_MS: i64 = 5 * 60_000;
+
 /// Runs until `shutdown` resolves.
 pub async fn run(
     state: &Path,
@@ -123,6 +126,28 @@ pub async fn run(
                 }
             }
         }
+        // Deployments: every few minutes, so that an available time, a deadline or a
+        // maintenance window opening is kept to within minutes.
+        if db
+            .get_i64("next_deployment_eval_ms")?
+            .is_none_or(|t| t <= now)
+        {
+            match crate::deploy::evaluate(&mut db, &mp, &root, state).await {
+                Ok(list) => {
+                    for e in list
+                        .iter()
+                        .filter(|e| e.state != "succeeded" || !e.messages.is_empty())
+                    {
+                        tracing::info!(deployment = %e.deployment, state = %e.state, detail = %e.detail, "deployment evaluated");
+                    }
+                }
+                Err(e) => tracing::info!(error = %e, "cannot evaluate deployments; will retry"),
+            }
+            db.set_i64(
+                "next_deployment_eval_ms",
+                now_ms() + DEPLOYMENT_EVALUATION_MS,
+            )?;
+        }
         // State messages, in batches every send interval.
         let send_every = db
             .get_i64("send_interval_minutes")?
@@ -156,11 +181,16 @@ pub async fn run(
             }
         }
         // Sleep until the next due action (at most 30 s, so `send-now` and new files are seen).
-        let next = ["next_policy_poll_ms", "next_scan_ms", "next_send_ms"]
-            .iter()
-            .filter_map(|k| db.get_i64(k).ok().flatten())
-            .min()
-            .unwrap_or(now + 30_000);
+        let next = [
+            "next_policy_poll_ms",
+            "next_scan_ms",
+            "next_send_ms",
+            "next_deployment_eval_ms",
+        ]
+        .iter()
+        .filter_map(|k| db.get_i64(k).ok().flatten())
+        .min()
+        .unwrap_or(now + 30_000);
         let wait = (next - now_ms()).clamp(100, 30_000) as u64;
         tokio::select! {
             _ = &mut shutdown => break,

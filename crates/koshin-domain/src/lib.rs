@@ -11,6 +11,7 @@ pub mod collections;
 pub mod compliance;
 pub mod component_status;
 pub mod content;
+pub mod deployments;
 pub mod localpub;
 pub mod roles;
 pub mod scan;

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 pub const SYNC_MANAGER: &str = "SMS_WSUS_SYNC_MANAGER";
 pub const SOURCE_SERVER: &str = "koshin Server";
+/// Messages a client reports about itself.
+pub const SOURCE_CLIENT: &str = "koshin Client";
+/// The client component that installs deployments (the seeds' install agent, 112xx).
+pub const INSTALL_AGENT: &str = "SoftwareUpdatesInstallAgent";
 
 pub const SYNC_STARTED: u32 = 6701;
 pub const SYNC_DONE: u32 = 6702;

@@ -1,7 +1,8 @@
 -- title: Computers that returned an update error for a deployment
--- category: Software updates - infrastructure status
--- completed-by: deployments
--- Its data arrives with deployments: until then it runs and returns no rows, with the columns it
--- will have.
-SELECT NULL AS computer, NULL AS client_id, NULL AS update_id, NULL AS error_code, NULL AS error, NULL AS time
-WHERE 0 AND :deployment IS NOT NULL
+-- category: Software updates - distribution status
+-- :deployment is a deployment id (CS1D00001) or name.
+SELECT s.computer, s.client_id, s.time AS error_time, s.detail AS error
+FROM v_deployment_status s
+WHERE (s.deployment_id = :deployment COLLATE NOCASE OR s.deployment = :deployment)
+  AND s.state = 'failed'
+ORDER BY s.computer

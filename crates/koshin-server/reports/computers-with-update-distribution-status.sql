@@ -1,7 +1,12 @@
 -- title: All computers with a distribution status for a specific update
 -- category: Software updates - distribution status
--- completed-by: deployments
--- Its data arrives with deployments: until then it runs and returns no rows, with the columns it
--- will have.
-SELECT NULL AS computer, NULL AS client_id, NULL AS deployment, NULL AS status, NULL AS status_time
-WHERE 0 AND :update IS NOT NULL
+-- Every computer targeted by a deployment that holds the update (not removed from it), with
+-- its state of that deployment: not_received, received, waiting, waiting_for_window,
+-- content_unavailable, downloading, installing, succeeded, failed, restart_pending.
+SELECT s.computer, s.client_id, s.deployment_id, s.deployment, s.state AS status,
+       s.time AS status_time, s.detail
+FROM v_deployment_status s
+JOIN v_deployment_updates du ON du.deployment_id = s.deployment_id AND du.removed_ms IS NULL
+WHERE du.update_id = :update OR du.title = :update
+   OR du.update_id IN (SELECT update_id FROM v_updates WHERE article_id = :update)
+ORDER BY s.deployment, s.computer

@@ -1,7 +1,12 @@
 -- title: Distribution status by update ID
 -- category: Software updates - distribution status
--- completed-by: deployments
--- Its data arrives with deployments: until then it runs and returns no rows, with the columns it
--- will have.
-SELECT NULL AS deployment, NULL AS status, NULL AS computers
-WHERE 0 AND :update IS NOT NULL
+-- For each deployment that holds the update: how many targeted computers are in each state.
+SELECT du.update_id, du.title, s.deployment_id, s.deployment, s.state AS status,
+       COUNT(*) AS computers
+FROM v_deployment_updates du
+JOIN v_deployment_status s ON s.deployment_id = du.deployment_id
+WHERE du.removed_ms IS NULL
+  AND (du.update_id = :update OR du.title = :update
+       OR du.update_id IN (SELECT update_id FROM v_updates WHERE article_id = :update))
+GROUP BY du.update_id, s.deployment_id, s.state
+ORDER BY s.deployment, s.state

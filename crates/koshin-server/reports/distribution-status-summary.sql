@@ -1,7 +1,15 @@
 -- title: Distribution status summary
 -- category: Software updates - distribution status
--- completed-by: deployments
--- Its data arrives with deployments: until then it runs and returns no rows, with the columns it
--- will have.
-SELECT NULL AS deployment, NULL AS targeted, NULL AS install_verified, NULL AS in_progress, NULL AS no_status, NULL AS failed
-WHERE 0
+-- Per deployment: the computers it targets and how many have installed it (or had nothing
+-- to install), are on their way, have not reported, or failed.
+SELECT d.deployment_id, d.deployment, d.collection, d.enabled,
+       COUNT(s.client_key) AS targeted,
+       SUM(s.state = 'succeeded') AS install_verified,
+       SUM(s.state IN ('received', 'waiting', 'waiting_for_window', 'content_unavailable',
+                       'downloading', 'installing', 'restart_pending')) AS in_progress,
+       SUM(s.state = 'not_received') AS no_status,
+       SUM(s.state = 'failed') AS failed
+FROM v_deployments d
+LEFT JOIN v_deployment_status s ON s.deployment_id = d.deployment_id
+GROUP BY d.deployment_id
+ORDER BY d.deployment

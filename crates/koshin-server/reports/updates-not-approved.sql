@@ -1,9 +1,12 @@
 -- title: Updates not yet authorized
 -- category: Software updates - compliance
--- completed-by: deployments
--- Updates some computer requires and no deployment authorizes yet. Until deployments
--- exist, no update is authorized, so this lists every required update.
-SELECT update_id AS id, title, product, classification, article_id, required, unknown
-FROM v_update_compliance
-WHERE expired = 0 AND required > 0
-ORDER BY required DESC, title
+-- Updates some computer requires that no enabled deployment authorizes (an update removed
+-- from a deployment is no longer authorized by it).
+SELECT c.update_id AS id, c.title, c.product, c.classification, c.article_id, c.required, c.unknown
+FROM v_update_compliance c
+WHERE c.expired = 0 AND c.required > 0
+  AND NOT EXISTS (
+      SELECT 1 FROM v_deployment_updates du
+      JOIN v_deployments d ON d.deployment_id = du.deployment_id
+      WHERE du.update_id = c.update_id AND du.removed_ms IS NULL AND d.enabled = 1)
+ORDER BY c.required DESC, c.title

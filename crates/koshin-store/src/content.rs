@@ -192,61 +192,11 @@ impl ContentStore for SqliteStore {
         updates: &[String],
         audit: &AuditEntry,
     ) -> Result<PackageRecord> {
-        if updates.is_empty() {
-            return Err(StoreError::Invalid(
-                "a package holds the files of at least one update".into(),
-            ));
-        }
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
-        let taken: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM content_packages WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if taken.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "a content package named '{name}' exists already"
-            )));
-        }
-        let next: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(id), 0) + 1 FROM content_packages",
-            [],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO content_packages(id, package_id, name, priority, created_ms, created_by) VALUES (?1,?2,?3,?4,?5,?6)",
-            params![next, package_id(site_code, next), name, priority.code(), audit.time_ms, audit.actor],
-        )?;
-        for key in updates {
-            let id = resolve_update(&tx, key)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO package_updates(package, update_id) VALUES (?1, ?2)",
-                params![next, id],
-            )?;
-            let n = tx.execute(
-                "INSERT OR IGNORE INTO package_files(package, sha256, name, size, filename)
-                 SELECT ?1, sha256, replace(filename, rtrim(filename, replace(filename, '/', '')), ''), size, filename
-                 FROM update_binaries WHERE update_id = ?2",
-                params![next, id],
-            )?;
-            if n == 0 {
-                let any: i64 = tx.query_row(
-                    "SELECT COUNT(*) FROM update_binaries WHERE update_id = ?1",
-                    params![id],
-                    |r| r.get(0),
-                )?;
-                if any == 0 {
-                    return Err(StoreError::Invalid(format!(
-                        "update {key} has no files in the catalog"
-                    )));
-                }
-            }
-        }
+        let id = create_package_tx(&tx, site_code, name, priority, updates, audit)?;
         write_audit(&tx, audit)?;
-        let p = load_package(&tx, next)?;
+        let p = load_package(&tx, id)?;
         tx.commit()?;
         Ok(p)
     }
@@ -302,42 +252,7 @@ impl ContentStore for SqliteStore {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
         let package = package_key(&tx, key)?;
-        let version: i64 = tx.query_row(
-            "SELECT source_version FROM content_packages WHERE id = ?1",
-            params![package],
-            |r| r.get(0),
-        )?;
-        let mut targets: Vec<(i64, Option<String>)> = Vec::new();
-        for d in dps {
-            targets.push((dp_key(&tx, d)?, None));
-        }
-        for g in groups {
-            let gid: i64 = tx
-                .query_row(
-                    "SELECT id FROM dp_groups WHERE name = ?1",
-                    params![g],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound(format!("distribution point group '{g}'")))?;
-            let mut stmt = tx.prepare_cached("SELECT dp FROM dp_group_members WHERE grp = ?1")?;
-            let members: Vec<i64> = stmt
-                .query_map(params![gid], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            targets.extend(members.into_iter().map(|m| (m, Some(g.clone()))));
-        }
-        let mut added = 0;
-        for (dp, group) in targets {
-            // New, or failed before: (re)queued. Installed or in progress: left alone.
-            added += tx.execute(
-                "INSERT INTO package_targets(package, dp, state, source_version, queued_ms, via_group)
-                 VALUES (?1, ?2, 'waiting', ?3, ?4, ?5)
-                 ON CONFLICT(package, dp) DO UPDATE SET state = 'waiting', queued_ms = excluded.queued_ms,
-                     attempts = 0, retry_at_ms = NULL, error = NULL
-                 WHERE package_targets.state = 'failed'",
-                params![package, dp, version, now_ms, group],
-            )?;
-        }
+        let added = distribute_tx(&tx, package, dps, groups, now_ms)?;
         write_audit(&tx, audit)?;
         tx.commit()?;
         Ok(added)
@@ -716,4 +631,125 @@ fn files_of(conn: &Connection, package: i64) -> Result<Vec<PackageFile>> {
             })
         })?
         .collect::<rusqlite::Result<_>>()?)
+}
+
+/// Creates a package of the files of `updates` in `tx`; its key.
+pub(crate) fn create_package_tx(
+    tx: &Connection,
+    site_code: &str,
+    name: &str,
+    priority: Priority,
+    updates: &[String],
+    audit: &AuditEntry,
+) -> Result<i64> {
+    if updates.is_empty() {
+        return Err(StoreError::Invalid(
+            "a package holds the files of at least one update".into(),
+        ));
+    }
+    let taken: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM content_packages WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if taken.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "a content package named '{name}' exists already"
+        )));
+    }
+    let next: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(id), 0) + 1 FROM content_packages",
+        [],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "INSERT INTO content_packages(id, package_id, name, priority, created_ms, created_by) VALUES (?1,?2,?3,?4,?5,?6)",
+        params![next, package_id(site_code, next), name, priority.code(), audit.time_ms, audit.actor],
+    )?;
+    for key in updates {
+        let id = resolve_update(tx, key)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO package_updates(package, update_id) VALUES (?1, ?2)",
+            params![next, id],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO package_files(package, sha256, name, size, filename)
+             SELECT ?1, sha256, replace(filename, rtrim(filename, replace(filename, '/', '')), ''), size, filename
+             FROM update_binaries WHERE update_id = ?2",
+            params![next, id],
+        )?;
+        let any: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM update_binaries WHERE update_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )?;
+        if any == 0 {
+            return Err(StoreError::Invalid(format!(
+                "update {key} has no files in the catalog"
+            )));
+        }
+    }
+    Ok(next)
+}
+
+/// Targets a package at points and at the current members of groups (every point when both
+/// are empty and `all_when_empty`); how many targets were added or requeued.
+pub(crate) fn distribute_tx(
+    tx: &Connection,
+    package: i64,
+    dps: &[String],
+    groups: &[String],
+    now_ms: i64,
+) -> Result<usize> {
+    let version: i64 = tx.query_row(
+        "SELECT source_version FROM content_packages WHERE id = ?1",
+        params![package],
+        |r| r.get(0),
+    )?;
+    let mut targets: Vec<(i64, Option<String>)> = Vec::new();
+    for d in dps {
+        targets.push((dp_key(tx, d)?, None));
+    }
+    for g in groups {
+        let gid: i64 = tx
+            .query_row(
+                "SELECT id FROM dp_groups WHERE name = ?1",
+                params![g],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("distribution point group '{g}'")))?;
+        let mut stmt = tx.prepare_cached("SELECT dp FROM dp_group_members WHERE grp = ?1")?;
+        let members: Vec<i64> = stmt
+            .query_map(params![gid], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        targets.extend(members.into_iter().map(|m| (m, Some(g.clone()))));
+    }
+    let mut added = 0;
+    for (dp, group) in targets {
+        // New, or failed before: (re)queued. Installed or in progress: left alone.
+        added += tx.execute(
+            "INSERT INTO package_targets(package, dp, state, source_version, queued_ms, via_group)
+             VALUES (?1, ?2, 'waiting', ?3, ?4, ?5)
+             ON CONFLICT(package, dp) DO UPDATE SET state = 'waiting', queued_ms = excluded.queued_ms,
+                 attempts = 0, retry_at_ms = NULL, error = NULL
+             WHERE package_targets.state = 'failed'",
+            params![package, dp, version, now_ms, group],
+        )?;
+    }
+    Ok(added)
+}
+
+/// Every distribution point's name.
+pub(crate) fn all_dps(tx: &Connection) -> Result<Vec<String>> {
+    let mut stmt = tx.prepare_cached("SELECT name FROM distribution_points ORDER BY id")?;
+    Ok(stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn resolve_update_key(tx: &Connection, key: &str) -> Result<String> {
+    resolve_update(tx, key)
 }

@@ -8,6 +8,7 @@
 pub mod clients;
 pub mod collections;
 pub mod content;
+pub mod deployments;
 pub mod migrations;
 pub mod reports;
 pub mod sqlite;

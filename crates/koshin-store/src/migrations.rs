@@ -458,4 +458,70 @@ CREATE TABLE package_targets (
     PRIMARY KEY (package, dp)
 ) WITHOUT ROWID;
 "#,
+    // 8: deployments. Update groups, deployments of a group's updates (snapshotted, each
+    // removable) to a collection, maintenance windows per collection, and each client's
+    // state of each deployment.
+    r#"
+CREATE TABLE update_groups (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    description TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE update_group_members (
+    grp INTEGER NOT NULL REFERENCES update_groups(id) ON DELETE CASCADE,
+    update_id TEXT NOT NULL,
+    PRIMARY KEY (grp, update_id)
+) WITHOUT ROWID;
+CREATE TABLE deployments (
+    id INTEGER PRIMARY KEY,
+    deployment_id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    update_group TEXT NOT NULL,
+    collection INTEGER NOT NULL REFERENCES collections(id),
+    package INTEGER REFERENCES content_packages(id),
+    available TEXT NOT NULL,
+    deadline TEXT,
+    utc INTEGER NOT NULL DEFAULT 0,
+    allow_postpone INTEGER NOT NULL DEFAULT 1,
+    notification TEXT NOT NULL DEFAULT '',
+    suppress_servers INTEGER NOT NULL DEFAULT 0,
+    suppress_workstations INTEGER NOT NULL DEFAULT 0,
+    download_first INTEGER NOT NULL DEFAULT 1,
+    recurrence_days INTEGER,
+    enabled INTEGER NOT NULL DEFAULT 1,
+    reenable_ms INTEGER,
+    generation INTEGER NOT NULL DEFAULT 1,
+    rollback_of INTEGER REFERENCES deployments(id),
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE deployment_updates (
+    deployment INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    update_id TEXT NOT NULL,
+    removed_ms INTEGER,
+    PRIMARY KEY (deployment, update_id)
+) WITHOUT ROWID;
+CREATE TABLE maintenance_windows (
+    id INTEGER PRIMARY KEY,
+    collection INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    UNIQUE (collection, name)
+);
+CREATE TABLE deployment_status (
+    client INTEGER NOT NULL,
+    deployment INTEGER NOT NULL REFERENCES deployments(id) ON DELETE CASCADE,
+    generation INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    time_ms INTEGER NOT NULL,
+    last_success_ms INTEGER,
+    PRIMARY KEY (client, deployment)
+) WITHOUT ROWID;
+CREATE INDEX deployment_status_deployment ON deployment_status(deployment, state);
+"#,
 ];

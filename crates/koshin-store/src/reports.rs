@@ -54,6 +54,11 @@ const UNSCOPED_TABLES: &[&str] = &[
     "dp_group_members",
     "package_targets",
     "site_kv",
+    "update_groups",
+    "update_group_members",
+    "deployments",
+    "deployment_updates",
+    "maintenance_windows",
 ];
 
 fn authorize_scoped(ctx: AuthContext<'_>) -> Authorization {
@@ -94,6 +99,7 @@ const SCOPED_TABLES: &[&str] = &[
     "status_messages",
     "update_summary",
     "client_coverage",
+    "deployment_status",
 ];
 
 /// Copies of the tables that hold clients' data, narrowed to the scope's clients
@@ -104,6 +110,7 @@ CREATE TEMP TABLE update_states AS SELECT * FROM main.update_states WHERE client
 CREATE TEMP TABLE state_history AS SELECT * FROM main.state_history WHERE client IN (SELECT id FROM temp.scope_clients);
 CREATE TEMP TABLE state_batches AS SELECT * FROM main.state_batches WHERE client IN (SELECT id FROM temp.scope_clients);
 CREATE TEMP TABLE scans AS SELECT * FROM main.scans WHERE client IN (SELECT id FROM temp.scope_clients);
+CREATE TEMP TABLE deployment_status AS SELECT * FROM main.deployment_status WHERE client IN (SELECT id FROM temp.scope_clients);
 CREATE TEMP TABLE collection_members AS SELECT * FROM main.collection_members WHERE client IN (SELECT id FROM temp.scope_clients);
 CREATE TEMP TABLE status_messages AS SELECT * FROM main.status_messages
     WHERE system NOT IN (SELECT name FROM main.clients) OR system IN (SELECT name FROM temp.clients);

@@ -513,6 +513,91 @@ pub trait ContentStore: Send + Sync {
     fn requeue_interrupted(&self) -> Result<usize>;
 }
 
+/// Update groups, deployments, maintenance windows, and clients' deployment states. Changes
+/// take an audit entry written in the same transaction.
+pub trait DeploymentStore: Send + Sync {
+    fn create_update_group(
+        &self,
+        name: &str,
+        description: &str,
+        updates: &[String],
+        audit: &AuditEntry,
+    ) -> Result<koshin_wire::UpdateGroupOut>;
+    /// Every current security update of `product` that some client requires (P12).
+    fn security_rollup_updates(&self, product: &str) -> Result<Vec<String>>;
+    fn change_update_group(
+        &self,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+        audit: &AuditEntry,
+    ) -> Result<koshin_wire::UpdateGroupOut>;
+    fn list_update_groups(&self) -> Result<Vec<koshin_wire::UpdateGroupOut>>;
+    /// A deployment of a group's updates (snapshotted) to a collection, with a content
+    /// package of their files distributed to the given points (or every one).
+    fn create_deployment(
+        &self,
+        site_code: &str,
+        d: &koshin_wire::NewDeployment,
+        available: &str,
+        priority: Priority,
+        audit: &AuditEntry,
+    ) -> Result<koshin_wire::DeploymentOut>;
+    fn list_deployments(&self, scope: &Scope) -> Result<Vec<koshin_wire::DeploymentOut>>;
+    /// One deployment and every targeted client's state (inside the scope).
+    fn deployment(&self, key: &str, scope: &Scope)
+    -> Result<Option<koshin_wire::DeploymentDetail>>;
+    fn set_deployment_enabled(
+        &self,
+        key: &str,
+        enabled: bool,
+        reenable_ms: Option<i64>,
+        audit: &AuditEntry,
+    ) -> Result<koshin_wire::DeploymentOut>;
+    fn remove_deployment_update(
+        &self,
+        key: &str,
+        update: &str,
+        audit: &AuditEntry,
+    ) -> Result<koshin_wire::DeploymentOut>;
+    /// Runs it again everywhere, even where it ran (P29).
+    fn rerun_deployment(&self, key: &str, audit: &AuditEntry)
+    -> Result<koshin_wire::DeploymentOut>;
+    /// A deployment of the previous version of each update, where the content library
+    /// holds its files; refused, naming what is missing, where it does not (P30).
+    fn rollback_deployment(
+        &self,
+        site_code: &str,
+        key: &str,
+        name: &str,
+        audit: &AuditEntry,
+    ) -> Result<koshin_wire::DeploymentOut>;
+    fn add_window(
+        &self,
+        collection: &str,
+        name: &str,
+        spec: &str,
+        audit: &AuditEntry,
+    ) -> Result<koshin_wire::WindowOut>;
+    fn remove_window(&self, collection: &str, name: &str, audit: &AuditEntry) -> Result<()>;
+    fn list_windows(&self) -> Result<Vec<koshin_wire::WindowOut>>;
+    /// What a client gets: the enabled deployments of its collections.
+    fn client_deployments(
+        &self,
+        client: i64,
+        now_ms: i64,
+    ) -> Result<Vec<koshin_wire::DeploymentPolicy>>;
+    fn report_deployment_status(
+        &self,
+        client: i64,
+        deployment_id: &str,
+        generation: i64,
+        state: &str,
+        detail: &str,
+        time_ms: i64,
+    ) -> Result<()>;
+}
+
 /// Everything a site keeps.
 pub trait Store:
     CatalogStore
@@ -526,6 +611,7 @@ pub trait Store:
     + TrustStore
     + CollectionStore
     + ContentStore
+    + DeploymentStore
 {
 }
 impl<T> Store for T where
@@ -540,5 +626,6 @@ impl<T> Store for T where
         + TrustStore
         + CollectionStore
         + ContentStore
+        + DeploymentStore
 {
 }

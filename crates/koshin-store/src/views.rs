@@ -18,6 +18,9 @@ pub const VIEW_NAMES: &[&str] = &[
     "v_packages",
     "v_distribution_points",
     "v_package_targets",
+    "v_deployments",
+    "v_deployment_updates",
+    "v_deployment_status",
 ];
 
 pub const VIEWS: &str = r#"
@@ -123,4 +126,29 @@ SELECT p.package_id, p.name AS package, d.name AS distribution_point, d.local, t
 FROM package_targets t
 JOIN content_packages p ON p.id = t.package
 JOIN distribution_points d ON d.id = t.dp;
+
+CREATE VIEW v_deployments AS
+SELECT d.id AS deployment_key, d.deployment_id, d.name AS deployment, d.update_group,
+       k.name AS collection, k.collection_id, d.available, d.deadline, d.utc, d.enabled,
+       d.generation, d.recurrence_days, d.created_ms, d.created_by
+FROM deployments d JOIN collections k ON k.id = d.collection;
+
+CREATE VIEW v_deployment_updates AS
+SELECT d.deployment_id, d.name AS deployment, du.update_id, u.title, u.ukey AS update_key,
+       du.removed_ms
+FROM deployment_updates du
+JOIN deployments d ON d.id = du.deployment
+LEFT JOIN updates u ON u.id = du.update_id;
+
+CREATE VIEW v_deployment_status AS
+SELECT d.deployment_id, d.name AS deployment, c.id AS client_key, c.name AS computer,
+       c.client_id, COALESCE(s.state, 'not_received') AS state, s.detail, s.time_ms,
+       strftime('%Y-%m-%dT%H:%M:%SZ', s.time_ms / 1000, 'unixepoch') AS time,
+       s.generation, s.last_success_ms
+FROM deployments d
+JOIN collections k ON k.id = d.collection
+JOIN clients c ON c.approval = 'approved'
+    AND (k.collection_id = 'SMS00001'
+         OR EXISTS (SELECT 1 FROM collection_members m WHERE m.collection = k.id AND m.client = c.id))
+LEFT JOIN deployment_status s ON s.client = c.id AND s.deployment = d.id;
 "#;

@@ -916,3 +916,232 @@ pub struct ValidationOut {
     pub checked: usize,
     pub damaged: Vec<String>,
 }
+
+// ---------------------------------------------------------------------------------------
+// Deployments.
+
+/// An update group (the seeds' update list).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateGroupOut {
+    pub name: String,
+    pub description: String,
+    pub updates: Vec<UpdateRef>,
+}
+
+/// An update by id and title.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateRef {
+    pub id: String,
+    pub title: String,
+}
+
+/// `POST /api/v1/update-groups`: updates by id, unique id prefix, article id or title; or,
+/// with `security_rollup_for`, every security update some client requires for that product.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewUpdateGroup {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub updates: Vec<String>,
+    #[serde(default)]
+    pub security_rollup_for: Option<String>,
+}
+
+/// `POST /api/v1/deployments`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewDeployment {
+    pub name: String,
+    pub update_group: String,
+    pub collection: String,
+    /// `2026-11-21T18:00`; now when not given.
+    #[serde(default)]
+    pub available: Option<String>,
+    #[serde(default)]
+    pub deadline: Option<String>,
+    /// Times in UTC (the same moment everywhere) rather than each client's local time.
+    #[serde(default)]
+    pub utc: bool,
+    /// Users may postpone until the deadline (default true).
+    #[serde(default)]
+    pub allow_postpone: Option<bool>,
+    #[serde(default)]
+    pub notification: String,
+    #[serde(default)]
+    pub suppress_restart_servers: bool,
+    #[serde(default)]
+    pub suppress_restart_workstations: bool,
+    /// Download before installing (default), or install from the distribution point.
+    #[serde(default)]
+    pub install_from_dp: bool,
+    /// Evaluate again every N days (a recurring deployment, P20).
+    #[serde(default)]
+    pub recurrence_days: Option<u32>,
+    /// The priority of its content (default medium).
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Distribution points for its content; none: every one.
+    #[serde(default)]
+    pub distribution_points: Vec<String>,
+}
+
+/// A deployment as listed and shown.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentOut {
+    pub id: String,
+    pub name: String,
+    pub update_group: String,
+    pub collection: String,
+    pub package: Option<String>,
+    pub available: String,
+    pub deadline: Option<String>,
+    pub utc: bool,
+    pub allow_postpone: bool,
+    pub notification: String,
+    pub suppress_restart_servers: bool,
+    pub suppress_restart_workstations: bool,
+    pub install_from_dp: bool,
+    pub recurrence_days: Option<u32>,
+    pub enabled: bool,
+    pub reenable_at: Option<Timestamp>,
+    pub generation: i64,
+    pub rollback_of: Option<String>,
+    pub created: Timestamp,
+    pub created_by: String,
+    pub updates: Vec<DeployedUpdateOut>,
+    /// Clients per state.
+    pub summary: std::collections::BTreeMap<String, i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployedUpdateOut {
+    pub id: String,
+    pub title: String,
+    pub removed: Option<Timestamp>,
+}
+
+/// One client's state of a deployment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentClientOut {
+    pub computer: String,
+    pub client_id: String,
+    /// not_received, received, waiting, waiting_for_window, content_unavailable,
+    /// downloading, installing, succeeded, failed, restart_pending.
+    pub state: String,
+    pub detail: String,
+    pub time: Option<Timestamp>,
+    pub generation: i64,
+    pub last_success: Option<Timestamp>,
+    /// A recurring deployment whose last success is older than its interval (P25).
+    pub overdue: bool,
+}
+
+/// `koshin deployments show NAME`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentDetail {
+    #[serde(flatten)]
+    pub deployment: DeploymentOut,
+    pub clients: Vec<DeploymentClientOut>,
+}
+
+/// `POST /api/v1/deployments/{key}/disable`: optionally re-enabled at a time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DisableDeployment {
+    #[serde(default)]
+    pub reenable_at: Option<Timestamp>,
+}
+
+/// `POST /api/v1/deployments/{key}/remove-update`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RemoveUpdate {
+    pub update: String,
+}
+
+/// `POST /api/v1/deployments/{key}/rollback`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    /// The name of the rollback deployment (default: "<name> rollback").
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /api/v1/collections/{key}/windows`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewWindow {
+    pub name: String,
+    /// `daily 22:00 3h`, `weekly sat 22:00 4h`, `monthly 2 tue 22:00 3h`, `once 2026-12-01 22:00 2h`, + ` utc`.
+    pub schedule: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowOut {
+    pub collection: String,
+    pub name: String,
+    pub schedule: String,
+}
+
+/// What a client gets for one deployment targeted at it (`GET /api/v1/mp/deployments`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentPolicy {
+    pub id: String,
+    pub name: String,
+    pub generation: i64,
+    pub available: String,
+    pub deadline: Option<String>,
+    pub utc: bool,
+    pub allow_postpone: bool,
+    pub notification: String,
+    pub suppress_restart_servers: bool,
+    pub suppress_restart_workstations: bool,
+    pub install_from_dp: bool,
+    pub recurrence_days: Option<u32>,
+    /// Install the listed versions even where a newer one is installed (a rollback).
+    pub rollback: bool,
+    pub updates: Vec<DeployedUpdate>,
+    /// The maintenance windows of the client's collections.
+    pub windows: Vec<String>,
+    /// The distribution points that hold the content now.
+    pub content_on: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployedUpdate {
+    pub update_id: String,
+    pub title: String,
+    pub files: Vec<DeployedFile>,
+}
+
+/// A binary package version of a deployed update, at `pool_path` on a distribution point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeployedFile {
+    pub package: String,
+    pub version: String,
+    pub architecture: String,
+    pub pool_path: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+/// `POST /api/v1/mp/deployment-status`: a client's state of a deployment, with the install
+/// agent's status messages (112xx).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentStatusReport {
+    pub deployment_id: String,
+    pub generation: i64,
+    pub state: String,
+    #[serde(default)]
+    pub detail: String,
+    pub time: Timestamp,
+    /// Install agent status messages: (message id, severity letter, insertion strings).
+    #[serde(default)]
+    pub messages: Vec<ClientStatusMessage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientStatusMessage {
+    pub message_id: u32,
+    pub severity: String,
+    pub time: Timestamp,
+    #[serde(default)]
+    pub insertion_strings: Vec<String>,
+}

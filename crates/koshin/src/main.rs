@@ -9,6 +9,7 @@ mod cmd_bench;
 mod cmd_clients;
 mod cmd_collections;
 mod cmd_content;
+mod cmd_deployments;
 mod cmd_dp;
 mod cmd_report;
 mod cmd_site;
@@ -102,6 +103,21 @@ enum Command {
         #[command(subcommand)]
         command: cmd_content::DpCommand,
     },
+    /// Deployments of update groups to collections.
+    Deployments {
+        #[command(subcommand)]
+        command: cmd_deployments::DeploymentsCommand,
+    },
+    /// Update groups (the seeds' update lists), and security rollups.
+    UpdateGroups {
+        #[command(subcommand)]
+        command: cmd_deployments::GroupsCommand,
+    },
+    /// Maintenance windows of collections.
+    Windows {
+        #[command(subcommand)]
+        command: cmd_deployments::WindowsCommand,
+    },
     /// Collections: All Systems and collections with direct members.
     Collections {
         #[command(subcommand)]
@@ -180,6 +196,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admins { command } => cmd_trust::admins(&api()?, command).await,
         Command::Collections { command } => cmd_collections::run(&api()?, command).await,
         Command::Content { command } => cmd_content::content(&api()?, command).await,
+        Command::Deployments { command } => cmd_deployments::deployments(&api()?, command).await,
+        Command::UpdateGroups { command } => cmd_deployments::groups(&api()?, command).await,
+        Command::Windows { command } => cmd_deployments::windows(&api()?, command).await,
         Command::Dp { command } => cmd_content::dp(&api()?, command).await,
         Command::Audit { since, limit, json } => {
             cmd_trust::audit(&api()?, since, limit, json).await

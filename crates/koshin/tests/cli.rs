@@ -1121,4 +1121,73 @@ fn content_and_distribution_points_from_the_cli() {
         (&serde_json::json!(2), &serde_json::json!(2)),
         "{r}"
     );
+
+    // Deployments from the command line (docs/deployments.md).
+    let run = |args: &[&str]| {
+        let out = koshin(&site.url, token, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        run(&[
+            "update-groups",
+            "create",
+            "november",
+            "--update",
+            "hello 2.10-3"
+        ])
+        .contains("1 update")
+    );
+    assert!(
+        run(&["windows", "set", "All Systems", "nightly", "daily 22:00 3h"])
+            .contains("daily 22:00 3h")
+    );
+    assert!(run(&["windows", "list"]).contains("nightly"));
+    let created = run(&[
+        "deployments",
+        "create",
+        "nov",
+        "--group",
+        "november",
+        "--collection",
+        "All Systems",
+        "--deadline",
+        "2030-01-01T00:00",
+        "--notification",
+        "November patches",
+    ]);
+    assert!(created.contains("CS1D00001"), "{created}");
+    let list = json(&koshin(
+        &site.url,
+        token,
+        &["deployments", "list", "--json"],
+    ));
+    assert_eq!(list[0]["name"], "nov");
+    assert_eq!(list[0]["enabled"], true);
+    assert!(run(&["deployments", "show", "nov"]).contains("hello 2.10-3"));
+    run(&["deployments", "disable", "nov"]);
+    let list = json(&koshin(
+        &site.url,
+        token,
+        &["deployments", "list", "--json"],
+    ));
+    assert_eq!(list[0]["enabled"], false);
+    let out = koshin(&site.url, token, &["deployments", "rollback", "nov"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot roll back"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = json(&koshin(&site.url, token, &["audit", "--json"]));
+    assert!(
+        log.as_array()
+            .expect("log")
+            .iter()
+            .any(|e| e["action"] == "create deployment" && e["target"] == "nov")
+    );
 }

@@ -268,17 +268,22 @@ impl Served {
     /// Enrolls a new agent with `installed` packages (amd64) in its fake dpkg root.
     pub async fn enroll(&self, name: &str, installed: &[(&str, &str)]) -> TestAgent {
         let agent = TestAgent::new(name, installed);
+        self.enroll_agent(&agent).await;
+        agent
+    }
+
+    /// Enrolls `agent` (with the administrator's token: approved at once).
+    pub async fn enroll_agent(&self, agent: &TestAgent) {
         koshin_agent::enroll::enroll(&koshin_agent::enroll::EnrollOptions {
             site: self.url.clone(),
             token: self.token.clone(),
-            name: Some(name.to_string()),
+            name: Some(agent.name.clone()),
             state: agent.state.clone(),
             root: agent.root.clone(),
             ca_certificate: None,
         })
         .await
         .expect("enroll");
-        agent
     }
 
     /// Runs a read-only SQL query against the site database.
@@ -433,6 +438,20 @@ impl TestAgent {
         };
         agent.set_installed(installed);
         agent
+    }
+
+    /// An agent of a machine whose root (a real dpkg root) the caller made.
+    pub fn with_root(name: &str, root: PathBuf) -> TestAgent {
+        let dir = tempfile::Builder::new()
+            .prefix("kagent")
+            .tempdir()
+            .expect("agent dir");
+        TestAgent {
+            state: dir.path().join("state"),
+            dir,
+            name: name.to_string(),
+            root,
+        }
     }
 
     /// Rewrites dpkg's status: `installed` (amd64), plus a removed package that must not

@@ -193,6 +193,7 @@ perm! {
     CanManageClients => ManageClients,
     CanManageCollections => ManageCollections,
     CanManageContent => ManageContent,
+    CanDeploy => Deploy,
     CanManageAdministrators => ManageAdministrators,
 }
 

@@ -13,7 +13,7 @@ use koshin_wire::{
 };
 
 use super::auth::{Admin, Can, CanManageAdministrators, CanManageCollections};
-use super::error::{AppError, blocking};
+use super::error::{AppError, blocking, check_name};
 use crate::site::Site;
 
 fn ts(ms: i64) -> jiff::Timestamp {
@@ -39,21 +39,6 @@ fn member_out(m: CollectionMember) -> CollectionMemberOut {
         added: ts(m.added_ms),
         added_by: m.added_by,
     }
-}
-
-/// A collection's name: what an administrator types and a console shows.
-fn check_name(name: &str) -> Result<(), AppError> {
-    if name.trim() != name
-        || name.is_empty()
-        || name.chars().count() > 128
-        || name.chars().any(char::is_control)
-    {
-        return Err(AppError::BadRequest(
-            "a collection's name is 1 to 128 printable characters, without spaces at either end"
-                .into(),
-        ));
-    }
-    Ok(())
 }
 
 pub async fn list(
@@ -88,7 +73,7 @@ pub async fn create(
     State(site): State<Arc<Site>>,
     Json(req): Json<NewCollection>,
 ) -> Result<Json<CollectionOut>, AppError> {
-    check_name(&req.name)?;
+    check_name("collection", &req.name)?;
     if req.comment.chars().count() > 512 || req.comment.chars().any(char::is_control) {
         return Err(AppError::BadRequest(
             "a comment is at most 512 printable characters".into(),

@@ -13,7 +13,7 @@ use koshin_wire::{
 };
 
 use super::auth::{Admin, Can, CanManageContent};
-use super::error::{AppError, blocking};
+use super::error::{AppError, blocking, check_name};
 use crate::site::Site;
 
 fn ts(ms: i64) -> jiff::Timestamp {
@@ -82,19 +82,6 @@ pub(crate) fn dp_out(d: DpRecord) -> DpOut {
         pending: d.pending,
         failed: d.failed,
     }
-}
-
-fn check_name(what: &str, name: &str) -> Result<(), AppError> {
-    if name.trim() != name
-        || name.is_empty()
-        || name.chars().count() > 128
-        || name.chars().any(char::is_control)
-    {
-        return Err(AppError::BadRequest(format!(
-            "a {what}'s name is 1 to 128 printable characters, without spaces at either end"
-        )));
-    }
-    Ok(())
 }
 
 pub async fn list(

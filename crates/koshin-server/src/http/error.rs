@@ -60,3 +60,18 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T, AppError> {
     tokio::task::spawn_blocking(f).await?
 }
+
+/// Checks the name an administrator gives a thing (a collection, a package, a deployment):
+/// 1 to 128 printable characters, without spaces at either end.
+pub fn check_name(what: &str, name: &str) -> Result<(), AppError> {
+    if name.trim() != name
+        || name.is_empty()
+        || name.chars().count() > 128
+        || name.chars().any(char::is_control)
+    {
+        return Err(AppError::BadRequest(format!(
+            "a {what}'s name is 1 to 128 printable characters, without spaces at either end"
+        )));
+    }
+    Ok(())
+}

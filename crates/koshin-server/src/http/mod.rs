@@ -7,6 +7,7 @@ pub mod auth;
 mod clients;
 mod collections;
 mod content;
+mod deployments;
 pub mod error;
 mod mp;
 mod reports;

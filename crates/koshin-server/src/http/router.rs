@@ -9,7 +9,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use koshin_domain::Permission;
 
-use super::{admins, clients, collections, content, mp, reports, site, status, sync, updates};
+use super::{
+    admins, clients, collections, content, deployments, mp, reports, site, status, sync, updates,
+};
 use crate::site::Site as SiteState;
 
 /// What a route requires.
@@ -41,7 +43,7 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> Route {
 
 use Access::{Admin, Client, Public};
 use Permission::{
-    ManageAdministrators, ManageClients, ManageCollections, ManageContent, Read, Sync,
+    Deploy, ManageAdministrators, ManageClients, ManageCollections, ManageContent, Read, Sync,
 };
 
 /// One list makes both [`ROUTES`] and the router, so no route can be served without
@@ -112,6 +114,25 @@ routes! {
     "POST" "/api/v1/dp-groups", Admin(ManageContent) => post(content::create_group);
     "POST" "/api/v1/dp-groups/{name}/members", Admin(ManageContent)
         => post(content::group_members);
+    "GET" "/api/v1/update-groups", Admin(Read) => get(deployments::groups);
+    "POST" "/api/v1/update-groups", Admin(Deploy) => post(deployments::create_group);
+    "POST" "/api/v1/update-groups/{name}/members", Admin(Deploy) => post(deployments::change_group);
+    "GET" "/api/v1/deployments", Admin(Read) => get(deployments::list);
+    "POST" "/api/v1/deployments", Admin(Deploy) => post(deployments::create);
+    "GET" "/api/v1/deployments/{key}", Admin(Read) => get(deployments::show);
+    "POST" "/api/v1/deployments/{key}/disable", Admin(Deploy) => post(deployments::disable);
+    "POST" "/api/v1/deployments/{key}/enable", Admin(Deploy) => post(deployments::enable);
+    "POST" "/api/v1/deployments/{key}/remove-update", Admin(Deploy)
+        => post(deployments::remove_update);
+    "POST" "/api/v1/deployments/{key}/rerun", Admin(Deploy) => post(deployments::rerun);
+    "POST" "/api/v1/deployments/{key}/rollback", Admin(Deploy) => post(deployments::rollback);
+    "GET" "/api/v1/maintenance-windows", Admin(Read) => get(deployments::windows);
+    "POST" "/api/v1/collections/{key}/windows", Admin(ManageCollections)
+        => post(deployments::add_window);
+    "POST" "/api/v1/collections/{key}/windows/{name}/delete", Admin(ManageCollections)
+        => post(deployments::remove_window);
+    "GET" "/api/v1/mp/deployments", Client => get(deployments::client_deployments);
+    "POST" "/api/v1/mp/deployment-status", Client => post(deployments::client_status);
     "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
     "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
     "GET" "/api/v1/mp/policy", Client => get(mp::policy);
