@@ -200,6 +200,26 @@ fn next_deployment_id(tx: &Connection, site_code: &str) -> Result<(i64, String)>
     Ok((next, format!("{site_code}D{next:05}")))
 }
 
+impl SqliteStore {
+    /// One change to a deployment (by id or name) and its audit entry, in one transaction;
+    /// the deployment as it is after.
+    fn change_deployment(
+        &self,
+        key: &str,
+        audit: &AuditEntry,
+        change: impl FnOnce(&Connection, i64) -> Result<()>,
+    ) -> Result<DeploymentOut> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let id = deployment_key(&tx, key)?;
+        change(&tx, id)?;
+        write_audit(&tx, audit)?;
+        let d = load_deployment(&tx, id)?;
+        tx.commit()?;
+        Ok(d)
+    }
+}
+
 impl DeploymentStore for SqliteStore {
     fn create_update_group(
         &self,
@@ -382,21 +402,17 @@ impl DeploymentStore for SqliteStore {
         reenable_ms: Option<i64>,
         audit: &AuditEntry,
     ) -> Result<DeploymentOut> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let id = deployment_key(&tx, key)?;
-        tx.execute(
-            "UPDATE deployments SET enabled = ?2, reenable_ms = ?3 WHERE id = ?1",
-            params![
-                id,
-                i64::from(enabled),
-                if enabled { None } else { reenable_ms }
-            ],
-        )?;
-        write_audit(&tx, audit)?;
-        let d = load_deployment(&tx, id)?;
-        tx.commit()?;
-        Ok(d)
+        self.change_deployment(key, audit, |tx, id| {
+            tx.execute(
+                "UPDATE deployments SET enabled = ?2, reenable_ms = ?3 WHERE id = ?1",
+                params![
+                    id,
+                    i64::from(enabled),
+                    if enabled { None } else { reenable_ms }
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     fn remove_deployment_update(
@@ -405,37 +421,29 @@ impl DeploymentStore for SqliteStore {
         update: &str,
         audit: &AuditEntry,
     ) -> Result<DeploymentOut> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let id = deployment_key(&tx, key)?;
-        let uid = resolve_update_key(&tx, update)?;
-        let n = tx.execute(
-            "UPDATE deployment_updates SET removed_ms = ?3 WHERE deployment = ?1 AND update_id = ?2 AND removed_ms IS NULL",
-            params![id, uid, audit.time_ms],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NotFound(format!(
-                "update '{update}' in deployment '{key}'"
-            )));
-        }
-        write_audit(&tx, audit)?;
-        let d = load_deployment(&tx, id)?;
-        tx.commit()?;
-        Ok(d)
+        self.change_deployment(key, audit, |tx, id| {
+            let uid = resolve_update_key(tx, update)?;
+            let n = tx.execute(
+                "UPDATE deployment_updates SET removed_ms = ?3 WHERE deployment = ?1 AND update_id = ?2 AND removed_ms IS NULL",
+                params![id, uid, audit.time_ms],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "update '{update}' in deployment '{key}'"
+                )));
+            }
+            Ok(())
+        })
     }
 
     fn rerun_deployment(&self, key: &str, audit: &AuditEntry) -> Result<DeploymentOut> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        let id = deployment_key(&tx, key)?;
-        tx.execute(
-            "UPDATE deployments SET generation = generation + 1 WHERE id = ?1",
-            params![id],
-        )?;
-        write_audit(&tx, audit)?;
-        let d = load_deployment(&tx, id)?;
-        tx.commit()?;
-        Ok(d)
+        self.change_deployment(key, audit, |tx, id| {
+            tx.execute(
+                "UPDATE deployments SET generation = generation + 1 WHERE id = ?1",
+                params![id],
+            )?;
+            Ok(())
+        })
     }
 
     fn rollback_deployment(

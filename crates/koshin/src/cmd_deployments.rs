@@ -378,39 +378,31 @@ pub async fn groups(api: &Api, cmd: GroupsCommand) -> anyhow::Result<ExitCode> {
                 g.updates.len()
             );
         }
-        GroupsCommand::Add { name, updates } | GroupsCommand::Remove { name, updates }
-            if updates.is_empty() =>
-        {
-            anyhow::bail!("name at least one update of {name}");
-        }
         GroupsCommand::Add { name, updates } => {
-            let g: UpdateGroupOut = api
-                .post(
-                    &format!("/api/v1/update-groups/{}/members", urlencode(&name)),
-                    &MembersChange {
-                        add: updates,
-                        remove: Vec::new(),
-                    },
-                    "change update group",
-                )
-                .await?;
-            println!("{}: {} update(s)", g.name, g.updates.len());
+            change_group(api, &name, updates, Vec::new()).await?
         }
         GroupsCommand::Remove { name, updates } => {
-            let g: UpdateGroupOut = api
-                .post(
-                    &format!("/api/v1/update-groups/{}/members", urlencode(&name)),
-                    &MembersChange {
-                        add: Vec::new(),
-                        remove: updates,
-                    },
-                    "change update group",
-                )
-                .await?;
-            println!("{}: {} update(s)", g.name, g.updates.len());
+            change_group(api, &name, Vec::new(), updates).await?
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn change_group(
+    api: &Api,
+    name: &str,
+    add: Vec<String>,
+    remove: Vec<String>,
+) -> anyhow::Result<()> {
+    let g: UpdateGroupOut = api
+        .post(
+            &format!("/api/v1/update-groups/{}/members", urlencode(name)),
+            &MembersChange { add, remove },
+            "change update group",
+        )
+        .await?;
+    println!("{}: {} update(s)", g.name, g.updates.len());
+    Ok(())
 }
 
 pub async fn windows(api: &Api, cmd: WindowsCommand) -> anyhow::Result<ExitCode> {
