@@ -48,6 +48,12 @@ pub struct SiteSection {
     /// The URL clients use to reach this site's update point; empty means http://<listen>.
     #[serde(default)]
     pub public_url: String,
+    /// The parent site's URL; empty for the top-level site. A child syncs from its parent.
+    #[serde(default)]
+    pub parent: String,
+    /// A secondary site (under a primary), rather than a primary.
+    #[serde(default)]
+    pub secondary: bool,
 }
 
 fn default_listen() -> String {
@@ -338,6 +344,10 @@ system = {system}
 listen = {listen}
 # URL clients use to reach this site's update point. Empty: http://<listen>.
 public_url = {public_url}
+# The parent site (a child site syncs from it and reports to it). Empty: the top-level site.
+parent = {parent}
+# A secondary site under a primary (true), or a primary (false).
+secondary = {secondary}
 
 [upstream]
 # Where the top-level site syncs from: "system" reads this machine's APT sources
@@ -406,6 +416,8 @@ validate_hours = {validate_hours}
             system = toml_str(&self.site.system),
             listen = toml_str(&self.site.listen),
             public_url = toml_str(&self.site.public_url),
+            parent = toml_str(&self.site.parent),
+            secondary = self.site.secondary,
             sources = list(&self.upstream.sources),
             lp = toml_str(&self.upstream.local_publisher_dir),
             apt_etc = toml_str(&self.upstream.apt_etc),
@@ -470,6 +482,8 @@ mod tests {
                 system: String::new(),
                 listen: default_listen(),
                 public_url: String::new(),
+                parent: String::new(),
+                secondary: false,
             },
             upstream: UpstreamSection::default(),
             sync: SyncSection::default(),
@@ -496,6 +510,8 @@ mod tests {
                 system: String::new(),
                 listen: default_listen(),
                 public_url: String::new(),
+                parent: String::new(),
+                secondary: false,
             },
             upstream: UpstreamSection::default(),
             sync: SyncSection::default(),

@@ -28,6 +28,8 @@ pub struct InitOptions {
     pub upstreams: Vec<String>,
     pub listen: Option<String>,
     pub parent: Option<String>,
+    /// A secondary site under `parent` (rather than a primary).
+    pub secondary: bool,
 }
 
 pub struct InitOutcome {
@@ -55,11 +57,6 @@ pub fn hash_token(token: &str) -> String {
 
 pub fn init_site(opts: &InitOptions) -> anyhow::Result<InitOutcome> {
     validate_site_code(&opts.code).map_err(anyhow::Error::msg)?;
-    if opts.parent.is_some() {
-        bail!(
-            "joining a parent site (--parent) comes with the site hierarchy; this site can only be a top-level site for now"
-        );
-    }
     let config_path = opts.data.join(CONFIG_FILE);
     if config_path.exists() {
         bail!(
@@ -86,6 +83,8 @@ pub fn init_site(opts: &InitOptions) -> anyhow::Result<InitOutcome> {
                 .clone()
                 .unwrap_or_else(|| "127.0.0.1:8530".into()),
             public_url: String::new(),
+            parent: opts.parent.clone().unwrap_or_default(),
+            secondary: opts.secondary,
         },
         upstream,
         sync: SyncSection::default(),

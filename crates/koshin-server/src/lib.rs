@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod content;
+pub mod hierarchy;
 pub mod http;
 pub mod init;
 pub mod localpub;
@@ -130,6 +131,15 @@ pub async fn serve(
         &format!("{}/dp", own.trim_end_matches('/')),
         jiff::Timestamp::now().as_millisecond(),
     )?;
+    // A child site tells its parent where it is (its address may have changed).
+    if !site.config.site.parent.is_empty() {
+        let (child, url) = (site.clone(), own.clone());
+        tokio::spawn(async move {
+            if let Err(e) = hierarchy::hello(&child, &url).await {
+                tracing::warn!(error = %e, "cannot reach the parent site yet");
+            }
+        });
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let distribution = tokio::spawn(content::distmgr::run(site.clone(), stop_rx.clone()));
     let manager = tokio::spawn(sync::SyncManager::new(site.clone()).run(stop_rx));

@@ -619,6 +619,8 @@ mod tests {
                 system: String::new(),
                 listen: "127.0.0.1:8530".into(),
                 public_url: "https://updates.example.org:8531/".into(),
+                parent: String::new(),
+                secondary: false,
             },
             upstream: UpstreamSection::default(),
             sync: SyncSection::default(),

@@ -79,6 +79,9 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// How often undelivered sync notifications to children are sent again.
+pub const NOTIFY_RETRY: Duration = Duration::from_secs(60);
+
 fn fail(reason: impl ToString, source: impl ToString) -> SyncFailure {
     SyncFailure {
         reason: reason.to_string(),
@@ -152,6 +155,8 @@ impl SyncManager {
         }
         self.log("Sync manager started");
         let poll = Duration::from_millis(self.site.config.sync.inbox_poll_ms.max(50));
+        // Sync notifications a child could not take are sent again every minute.
+        let mut last_retry = Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -161,7 +166,12 @@ impl SyncManager {
                     let _ = self.run_once(trigger, kind).await;
                     continue;
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if last_retry.elapsed() >= NOTIFY_RETRY {
+                        last_retry = Instant::now();
+                        self.notify_children(false).await;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "sync manager cannot read its state");
                     self.log(format!("Cannot read sync state: {e}"));
@@ -308,7 +318,11 @@ impl SyncManager {
             total: 0,
         }));
         self.report(sm::SYNC_STARTED, Severity::Informational, vec![]);
-        let result = self.sync_phases(run_id, kind, started).await;
+        let result = if cfg.site.parent.is_empty() {
+            self.sync_phases(run_id, kind, started).await
+        } else {
+            self.child_phases(run_id, started).await
+        };
         site.sync.set_progress(None);
         if matches!(trigger, SyncTrigger::Schedule) {
             let next = now_ms() + cfg.sync.schedule_minutes as i64 * 60_000;
@@ -326,6 +340,7 @@ impl SyncManager {
                     Some(report.content_version),
                 );
                 let _ = store.schedule_set(RETRY, None);
+                self.notify_children(true).await;
                 Ok(report)
             }
             Err(f) => {
@@ -604,6 +619,7 @@ impl SyncManager {
             now_ms: now_ms(),
             indices: indices_consumed,
             fingerprint: criteria_hash,
+            content_version: None,
         };
         let handle_site = site.clone();
         let apply_started = Instant::now();
@@ -705,6 +721,159 @@ impl SyncManager {
 
     fn sources(&self) -> Result<Vec<AptSource>, String> {
         configured_sources(&self.site.config)
+    }
+
+    /// S9: after a successful sync, a sync notification to every child (file replication);
+    /// one that cannot be delivered stays pending and is sent again at the next wake-up.
+    pub async fn notify_children(&self, all: bool) {
+        let children: Vec<String> = match self.site.store.site_links() {
+            Ok(l) => l
+                .into_iter()
+                .filter(|l| l.relation == "child" && (all || l.notify_pending))
+                .map(|l| l.code)
+                .collect(),
+            Err(_) => return,
+        };
+        if children.is_empty() {
+            return;
+        }
+        if all {
+            self.log(format!(
+                "Sending sync notification to child sites: {}",
+                children.join(", ")
+            ));
+        }
+        let (delivered, pending) = crate::hierarchy::notify_children(&self.site, all).await;
+        for c in &delivered {
+            self.log(format!(
+                "Dropped sync notification {}.SYN for child site {c}",
+                self.site.config.site.code
+            ));
+        }
+        if !pending.is_empty() {
+            self.log(format!(
+                "Cannot reach child sites {}: their sync notification stays pending",
+                pending.join(", ")
+            ));
+        }
+    }
+
+    /// A child site's sync (S9): only the update point phase — its catalog replicated from
+    /// the parent's, with the parent's content version (S6) — then 6702.
+    async fn child_phases(&self, run_id: i64, started: Instant) -> Result<SyncReport, SyncFailure> {
+        let site = self.site.clone();
+        let cfg = &site.config;
+        let system = cfg.system_name();
+        let store = site.store.clone();
+        self.report(sm::SYNC_PHASE_UPSTREAM, Severity::Informational, vec![]);
+        let (parent, _, _) =
+            crate::hierarchy::parent(&site).map_err(|e| fail(e.to_string(), "hierarchy"))?;
+        self.log(format!(
+            "Synchronizing update point {system} with parent site {parent} ..."
+        ));
+        self.log("sync: Starting upstream synchronization");
+        self.set_phase(run_id, "upstream", 0, 0);
+        self.log("sync: upstream synchronizing categories");
+        let catalog = crate::hierarchy::fetch_parent_catalog(&site)
+            .await
+            .map_err(|e| fail(e.to_string(), format!("parent site {parent}")))?;
+        self.log("sync: upstream synchronizing updates");
+        let present: HashSet<catalog::UpdateId> =
+            catalog.updates.iter().map(|u| u.update.id).collect();
+        let candidates: Vec<UpdateCandidate> = catalog
+            .updates
+            .into_iter()
+            .filter(|u| !u.expired)
+            .map(|u| u.update)
+            .collect();
+        let stored = store
+            .stored_updates()
+            .map_err(|e| fail(e, "site database"))?;
+        let in_catalog_before = stored.len();
+        let plan = tokio::task::spawn_blocking(move || {
+            catalog::plan_sync(SyncKind::Full, &stored, candidates, &present)
+        })
+        .await
+        .map_err(|e| fail(format!("planning task failed: {e}"), "site database"))?;
+        let total_items = plan.changed_items() as u64;
+        self.set_phase(run_id, "upstream", 0, total_items);
+        let commit = SyncCommit {
+            now_ms: now_ms(),
+            indices: Vec::new(),
+            fingerprint: format!(
+                "parent {} version {}",
+                catalog.site, catalog.content_version
+            ),
+            content_version: Some(catalog.content_version),
+        };
+        let handle = site.clone();
+        let (outcome, plan) = tokio::task::spawn_blocking(move || {
+            let r = handle.store.apply_sync(&plan, &commit, &mut |_, _| {});
+            (r, plan)
+        })
+        .await
+        .map_err(|e| fail(format!("database task failed: {e}"), "site database"))?;
+        let outcome = outcome.map_err(|e| fail(e, "site database"))?;
+        let mut lines = Vec::with_capacity(outcome.items);
+        for c in &plan.inserts {
+            lines.push(format!("Synchronized update {} - {}", c.id, c.title));
+        }
+        for (c, rev) in &plan.revisions {
+            lines.push(format!(
+                "Synchronized update {} - {} (revision {rev})",
+                c.id, c.title
+            ));
+        }
+        for id in &plan.expire {
+            lines.push(format!("Expired update {id}"));
+        }
+        self.site.sync_log.lines(lines);
+        self.log(format!(
+            "sync: upstream synchronizing updates, {total_items} of {total_items} items (100%)"
+        ));
+        self.log(format!(
+            "Done synchronizing update point {system} with parent site {parent}"
+        ));
+        let source_id = store
+            .content_version()
+            .map(|(id, _)| id)
+            .unwrap_or_else(|_| catalog.source_id.clone());
+        self.log(format!(
+            "Set content version of update source {source_id} for site {} to {}",
+            cfg.site.code, outcome.content_version
+        ));
+        let _ = store.set_replicated_cv(&parent, catalog.content_version);
+        // Phase 3 (6706) runs only when the site has replica update points: none yet.
+        let policy =
+            crate::policy::publish(store.as_ref(), cfg, outcome.content_version).map_err(|e| {
+                fail(
+                    format!("cannot create the machine policy: {e}"),
+                    "site database",
+                )
+            })?;
+        self.report(sm::SYNC_DONE, Severity::Informational, vec![]);
+        self.log(format!(
+            "Sync succeeded. Setting sync alert to canceled state on site {}",
+            cfg.site.code
+        ));
+        self.log(format!(
+            "Successfully synchronized sites with parent {parent}, version {}",
+            catalog.content_version
+        ));
+        self.log(format!(
+            "Created site-wide machine policy version {}",
+            policy.policy_version
+        ));
+        let elapsed = started.elapsed();
+        self.log(format!("Sync time: {}", sync_time(elapsed)));
+        Ok(SyncReport {
+            run_id,
+            kind: SyncKind::Full,
+            items: outcome.items,
+            content_version: outcome.content_version,
+            updates_in_catalog: in_catalog_before + plan.inserts.len(),
+            elapsed,
+        })
     }
 }
 

@@ -45,6 +45,7 @@ impl Running {
             ],
             listen: Some("127.0.0.1:0".into()),
             parent: None,
+            secondary: false,
         })
         .expect("init");
         let path = data.join("koshin.toml");

@@ -524,4 +524,30 @@ CREATE TABLE deployment_status (
 ) WITHOUT ROWID;
 CREATE INDEX deployment_status_deployment ON deployment_status(deployment, state);
 "#,
+    // 9: the site hierarchy. Links to the parent and to children, each with the token this
+    // site presents there and the SHA-256 of the one presented here; join tokens.
+    r#"
+CREATE TABLE site_links (
+    code TEXT PRIMARY KEY,
+    relation TEXT NOT NULL CHECK (relation IN ('parent', 'child')),
+    kind TEXT NOT NULL DEFAULT 'primary' CHECK (kind IN ('primary', 'secondary')),
+    url TEXT NOT NULL,
+    our_token TEXT NOT NULL,
+    their_token_sha256 TEXT NOT NULL UNIQUE,
+    joined_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER,
+    last_error TEXT,
+    notify_pending INTEGER NOT NULL DEFAULT 0,
+    replicated_cv INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE site_join_tokens (
+    id INTEGER PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_ms INTEGER,
+    used_by TEXT
+);
+"#,
 ];

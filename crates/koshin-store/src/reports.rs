@@ -31,6 +31,8 @@ fn secret(table: &str, column: &str) -> bool {
         || (t("admins") && c("password_hash"))
         || (t("enrollment_tokens") && c("token_sha256"))
         || (t("distribution_points") && c("push_token"))
+        || (t("site_links") && c("our_token"))
+        || (t("site_join_tokens") && c("token_sha256"))
 }
 
 /// The site's tables a scoped administrator's report may read from main: none holds a

@@ -223,7 +223,11 @@ impl CatalogStore for SqliteStore {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let items = plan.changed_items();
-        let new_cv = if items > 0 { cv + 1 } else { cv };
+        let new_cv = match commit.content_version {
+            Some(v) if v > cv => v,
+            _ if items > 0 => cv + 1,
+            _ => cv,
+        };
         let now = commit.now_ms;
         let total = (plan.inserts.len()
             + plan.revisions.len()
@@ -313,7 +317,7 @@ impl CatalogStore for SqliteStore {
             }
         }
         progress(total, total);
-        if items > 0 {
+        if new_cv != cv {
             tx.execute(
                 "UPDATE update_sources SET content_version=?2, updated_ms=?3 WHERE id=?1",
                 params![source_id, new_cv, now],
@@ -983,6 +987,7 @@ mod tests {
                 "ab".into(),
             )],
             fingerprint: "fp".into(),
+            content_version: None,
         }
     }
 

@@ -23,6 +23,8 @@ pub struct SyncCommit {
     pub indices: Vec<SyncedIndex>,
     /// Fingerprint of upstream state + criteria, for the no-change shortcut.
     pub fingerprint: String,
+    /// A child site takes its parent's content version (S6) rather than counting its own.
+    pub content_version: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -598,6 +600,67 @@ pub trait DeploymentStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// A link to the parent site or to a child site.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiteLink {
+    pub code: String,
+    /// "parent" or "child".
+    pub relation: String,
+    /// "primary" or "secondary" (of a child).
+    pub kind: String,
+    pub url: String,
+    pub joined_ms: i64,
+    pub last_seen_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub notify_pending: bool,
+    /// For the parent link: the parent's content version last replicated here.
+    pub replicated_cv: i64,
+}
+
+/// An update as a parent replicates it to its children: its metadata and whether it expired.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReplicaUpdate {
+    pub update: koshin_domain::catalog::UpdateCandidate,
+    pub expired: bool,
+}
+
+/// The site hierarchy: join tokens, the links to the parent and children.
+pub trait HierarchyStore: Send + Sync {
+    fn add_join_token(&self, token_sha256: &str, expires_ms: i64, audit: &AuditEntry)
+    -> Result<()>;
+    /// A child joins: the join token is spent and the link stored in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn join_child(
+        &self,
+        token_sha256: &str,
+        code: &str,
+        kind: &str,
+        url: &str,
+        our_token: &str,
+        their_token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<()>;
+    fn set_parent(
+        &self,
+        code: &str,
+        url: &str,
+        our_token: &str,
+        their_token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<()>;
+    fn site_links(&self) -> Result<Vec<SiteLink>>;
+    /// The link whose site presents this token, and the token to present back to it.
+    fn link_by_token(&self, their_token_sha256: &str) -> Result<Option<SiteLink>>;
+    fn link_token(&self, code: &str) -> Result<Option<String>>;
+    fn set_link_url(&self, code: &str, url: &str) -> Result<()>;
+    /// Records a contact with a linked site: reached (error None) or not.
+    fn link_contact(&self, code: &str, now_ms: i64, error: Option<&str>) -> Result<()>;
+    fn set_notify_pending(&self, code: &str, pending: bool) -> Result<()>;
+    fn set_replicated_cv(&self, code: &str, cv: i64) -> Result<()>;
+    /// The whole catalog as a parent replicates it.
+    fn replica_catalog(&self) -> Result<(String, i64, Vec<ReplicaUpdate>)>;
+}
+
 /// Everything a site keeps.
 pub trait Store:
     CatalogStore
@@ -612,6 +675,7 @@ pub trait Store:
     + CollectionStore
     + ContentStore
     + DeploymentStore
+    + HierarchyStore
 {
 }
 impl<T> Store for T where
@@ -627,5 +691,6 @@ impl<T> Store for T where
         + CollectionStore
         + ContentStore
         + DeploymentStore
+        + HierarchyStore
 {
 }

@@ -1145,3 +1145,92 @@ pub struct ClientStatusMessage {
     #[serde(default)]
     pub insertion_strings: Vec<String>,
 }
+
+// ---------------------------------------------------------------------------------------
+// The site hierarchy.
+
+/// `POST /api/v1/sites/join`: a child site joins its parent.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct JoinRequest {
+    pub code: String,
+    /// primary or secondary.
+    pub kind: String,
+    /// Where the parent reaches the child.
+    pub url: String,
+    pub join_token: String,
+    /// What the parent is to present to the child.
+    pub parent_to_child_token: String,
+}
+
+impl std::fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("code", &self.code)
+            .field("kind", &self.kind)
+            .field("url", &self.url)
+            .field("join_token", &"<redacted>")
+            .field("parent_to_child_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The parent's answer to a join.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct JoinResponse {
+    pub parent_code: String,
+    /// What the child is to present to the parent.
+    pub child_to_parent_token: String,
+}
+
+impl std::fmt::Debug for JoinResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinResponse")
+            .field("parent_code", &self.parent_code)
+            .field("child_to_parent_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A link to the parent or a child, as `koshin site links` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SiteLinkOut {
+    pub code: String,
+    pub relation: String,
+    pub kind: String,
+    pub url: String,
+    pub joined: Timestamp,
+    pub last_seen: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub notify_pending: bool,
+    pub replicated_content_version: i64,
+}
+
+/// `POST /api/v1/sites/join-tokens`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NewJoinToken {
+    #[serde(default)]
+    pub hours: Option<u32>,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+pub struct JoinTokenOut {
+    pub token: String,
+    pub expires: Timestamp,
+}
+
+impl std::fmt::Debug for JoinTokenOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinTokenOut")
+            .field("token", &"<redacted>")
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+/// `POST /api/v1/sites/notify` (parent to child) and `/hello` (child to parent).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SiteMessage {
+    pub from: String,
+    #[serde(default)]
+    pub url: Option<String>,
+}

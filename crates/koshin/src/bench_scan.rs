@@ -77,6 +77,7 @@ pub async fn synced_site(
         upstreams: vec!["system".into()],
         listen: Some("127.0.0.1:0".into()),
         parent: None,
+        secondary: false,
     })?;
     let site = koshin_server::Site::open(data)?;
     koshin_server::sync::SyncManager::new(site.clone())

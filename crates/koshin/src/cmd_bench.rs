@@ -951,6 +951,7 @@ async fn run_koshin(
         upstreams: lines.to_vec(),
         listen: None,
         parent: None,
+        secondary: false,
     })?;
     let site = Site::open(data)?;
     let log_path = site.sync_log.path().to_path_buf();

@@ -23,14 +23,33 @@ pub enum SiteCommand {
         /// "system" (this machine's APT sources) or an APT one-line entry; repeatable.
         #[arg(long = "upstream")]
         upstreams: Vec<String>,
-        /// The parent site's URL (child sites; comes with the hierarchy).
-        #[arg(long)]
+        /// The parent site's URL: this site is its child, syncs from it and reports to it.
+        #[arg(long, requires = "join_token")]
         parent: Option<String>,
+        /// A join token of the parent (`koshin site join-token` there).
+        #[arg(long, requires = "parent")]
+        join_token: Option<String>,
+        /// A secondary site (under a primary) rather than a primary.
+        #[arg(long, requires = "parent")]
+        secondary: bool,
         #[arg(long)]
         listen: Option<String>,
         /// Serve HTTPS on this address too (`[tls] https_listen`, e.g. 0.0.0.0:8531).
         #[arg(long)]
         https_listen: Option<String>,
+    },
+    /// A token a child site joins this site with (`site init --parent URL --join-token T`).
+    JoinToken {
+        /// How long it may be used (default 24).
+        #[arg(long)]
+        hours: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// This site's parent and children, and how each link is.
+    Links {
+        #[arg(long)]
+        json: bool,
     },
     /// Run a site: API, update point, sync manager.
     Serve {
@@ -45,13 +64,81 @@ pub enum SiteCommand {
     },
 }
 
-pub async fn run(cmd: SiteCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    cmd: SiteCommand,
+    api: impl FnOnce() -> anyhow::Result<Api>,
+) -> anyhow::Result<ExitCode> {
     match cmd {
+        SiteCommand::JoinToken { hours, json } => {
+            let t: koshin_wire::JoinTokenOut = api()?
+                .post(
+                    "/api/v1/sites/join-tokens",
+                    &koshin_wire::NewJoinToken { hours },
+                    "create a join token",
+                )
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"token": t.token, "expires": t.expires})
+                );
+            } else {
+                println!("{}", t.token);
+                eprintln!(
+                    "A child site joins with it until {} (once): koshin site init --code CODE --data DIR --parent URL --join-token TOKEN",
+                    output::time(&t.expires)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SiteCommand::Links { json } => {
+            let list: Vec<koshin_wire::SiteLinkOut> =
+                api()?.get("/api/v1/sites/links", &(), "site links").await?;
+            output::list(
+                json,
+                &list,
+                &[
+                    "SITE",
+                    "RELATION",
+                    "KIND",
+                    "URL",
+                    "LAST SEEN",
+                    "REPLICATED CV",
+                    "STATE",
+                ],
+                |l| {
+                    vec![
+                        l.code.clone(),
+                        l.relation.clone(),
+                        if l.relation == "child" {
+                            l.kind.clone()
+                        } else {
+                            String::new()
+                        },
+                        l.url.clone(),
+                        l.last_seen.as_ref().map(output::time).unwrap_or_default(),
+                        if l.relation == "parent" {
+                            l.replicated_content_version.to_string()
+                        } else {
+                            String::new()
+                        },
+                        match (&l.last_error, l.notify_pending) {
+                            (Some(e), _) => format!("error: {e}"),
+                            (None, true) => "notification pending".into(),
+                            (None, false) => "OK".into(),
+                        },
+                    ]
+                },
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         SiteCommand::Init {
             code,
             data,
             upstreams,
             parent,
+            join_token,
+            secondary,
             listen,
             https_listen,
         } => {
@@ -60,8 +147,35 @@ pub async fn run(cmd: SiteCommand) -> anyhow::Result<ExitCode> {
                 data,
                 upstreams,
                 listen,
-                parent,
+                parent: parent.clone(),
+                secondary,
             })?;
+            if let (Some(parent), Some(token)) = (&parent, &join_token) {
+                let cfg = SiteConfig::load(&out.config_path)?;
+                let store = koshin_store::SqliteStore::open(
+                    &out.data.join(koshin_server::init::DATABASE_FILE),
+                )?;
+                match koshin_server::hierarchy::join_parent(
+                    &store,
+                    &code,
+                    secondary,
+                    parent,
+                    token,
+                    &cfg.public_url(),
+                )
+                .await
+                {
+                    Ok(p) => println!("Joined parent site {p} at {parent}"),
+                    Err(e) => {
+                        // The folder is of no use without its parent: remove the config so a
+                        // second init can run.
+                        let _ = std::fs::remove_file(&out.config_path);
+                        return Err(e.context(format!(
+                            "site {code} was not created: it could not join its parent"
+                        )));
+                    }
+                }
+            }
             if let Some(addr) = https_listen {
                 let mut cfg = SiteConfig::load(&out.config_path)?;
                 cfg.tls.https_listen = addr;
@@ -203,6 +317,7 @@ pub async fn up(data: &Path, listen: Option<String>) -> anyhow::Result<ExitCode>
             upstreams: vec!["system".into()],
             listen: listen.clone(),
             parent: None,
+            secondary: false,
         })?;
         println!("Created top-level site CS1 in {}", data.display());
     } else {

@@ -185,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let api = || client::Api::with_ca(&cli.site, cli.token.clone(), cli.ca_cert.as_deref());
     match cli.command {
         Command::Up { data, listen } => cmd_site::up(&data, listen).await,
-        Command::Site { command } => cmd_site::run(command).await,
+        Command::Site { command } => cmd_site::run(command, api).await,
         Command::Sync(args) => cmd_sync::run(&api()?, args).await,
         Command::Updates { command } => cmd_updates::run(&api()?, command).await,
         Command::StatusMessages(args) => cmd_status::run(&api()?, args).await,

@@ -1191,3 +1191,128 @@ fn content_and_distribution_points_from_the_cli() {
             .any(|e| e["action"] == "create deployment" && e["target"] == "nov")
     );
 }
+
+/// The hierarchy from the command line: a join token at the top, a child created with
+/// `site init --parent --join-token`, served; one full sync at the top reaches the child,
+/// and `koshin site links` shows the link from both ends.
+#[test]
+fn a_child_site_joins_and_syncs_from_its_parent() {
+    let (a, server) = archive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let top_data = dir.path().join("cs1");
+    let line = format!(
+        "deb [signed-by={} arch=amd64] {} bookworm main",
+        a.keyring().display(),
+        a.uri(&server)
+    );
+    init(&top_data, &[line]);
+    let (top, token) = serve(&top_data);
+    let token = token.as_str();
+    let join = koshin(&top.url, token, &["site", "join-token", "--json"]);
+    let join = json(&join)["token"].as_str().expect("token").to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let child_data = dir.path().join("ps1");
+    let out = Command::new(KOSHIN)
+        .args([
+            "site",
+            "init",
+            "--code",
+            "PS1",
+            "--data",
+            &child_data.display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--parent",
+            &top.url,
+            "--join-token",
+            &join,
+        ])
+        .output()
+        .expect("init child");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Joined parent site CS1"));
+    // The join token served once.
+    let again = Command::new(KOSHIN)
+        .args([
+            "site",
+            "init",
+            "--code",
+            "PS2",
+            "--data",
+            &dir.path().join("ps2").display().to_string(),
+            "--parent",
+            &top.url,
+            "--join-token",
+            &join,
+        ])
+        .output()
+        .expect("init second child");
+    assert!(!again.status.success());
+    assert!(!dir.path().join("ps2").join("koshin.toml").exists());
+    let child = start(
+        &["site", "serve", "--data", &child_data.display().to_string()],
+        "serving on ",
+    );
+    let child_token = std::fs::read_to_string(child_data.join("admin.token")).expect("token");
+    let child_token = child_token.trim();
+    let out = koshin(&top.url, token, &["sync", "--full", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = json(&koshin(
+            &child.url,
+            child_token,
+            &[
+                "status-messages",
+                "--component",
+                "SMS_WSUS_SYNC_MANAGER",
+                "--id",
+                "6702",
+                "--json",
+            ],
+        ));
+        if m.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the child did not sync");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The same catalog: the same ids, revisions and metadata (each site keeps the time it
+    // received a revision as `revised`).
+    let catalog = |url: &str, t: &str| {
+        let mut v = json(&koshin(url, t, &["updates", "list", "--json"]));
+        for u in v.as_array_mut().expect("updates") {
+            u.as_object_mut().expect("update").remove("revised");
+        }
+        v
+    };
+    assert_eq!(catalog(&top.url, token), catalog(&child.url, child_token));
+    let links = json(&koshin(&top.url, token, &["site", "links", "--json"]));
+    assert_eq!(
+        (&links[0]["code"], &links[0]["relation"]),
+        (&serde_json::json!("PS1"), &serde_json::json!("child"))
+    );
+    let links = json(&koshin(
+        &child.url,
+        child_token,
+        &["site", "links", "--json"],
+    ));
+    assert_eq!(
+        (&links[0]["code"], &links[0]["relation"]),
+        (&serde_json::json!("CS1"), &serde_json::json!("parent"))
+    );
+    let text = String::from_utf8_lossy(&koshin(&child.url, child_token, &["site", "links"]).stdout)
+        .into_owned();
+    assert!(text.contains("CS1") && text.contains("parent"), "{text}");
+}

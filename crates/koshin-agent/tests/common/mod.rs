@@ -126,6 +126,7 @@ impl TestSite {
             upstreams,
             listen: None,
             parent: None,
+            secondary: false,
         })
         .expect("init site");
         let cfg_path = data.join("koshin.toml");
@@ -391,6 +392,19 @@ impl Served {
                 )
             })
             .collect()
+    }
+}
+
+impl Served {
+    /// Stops serving: the port refuses connections from now on.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
     }
 }
 

@@ -160,6 +160,29 @@ impl FromRequestParts<Arc<Site>> for Admin {
     }
 }
 
+/// A linked site — the parent or a child — authenticated by the token it was given when the
+/// child joined.
+#[derive(Clone, Debug)]
+pub struct LinkedSite(pub koshin_store::SiteLink);
+
+impl FromRequestParts<Arc<Site>> for LinkedSite {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        site: &Arc<Site>,
+    ) -> Result<Self, Self::Rejection> {
+        let hash = crate::init::hash_token(&bearer(parts, "a linked site's token")?);
+        let store = site.store.clone();
+        blocking(move || Ok(store.link_by_token(&hash)?))
+            .await?
+            .map(LinkedSite)
+            .ok_or_else(|| {
+                AppError::Unauthorized("the token is not a linked site's of this site".into())
+            })
+    }
+}
+
 /// The peer address of a request (for routes without an administrator, e.g. login).
 pub struct Source(pub String);
 
@@ -194,6 +217,7 @@ perm! {
     CanManageCollections => ManageCollections,
     CanManageContent => ManageContent,
     CanDeploy => Deploy,
+    CanManageSite => ManageSite,
     CanManageAdministrators => ManageAdministrators,
 }
 

@@ -10,7 +10,8 @@ use axum::routing::{get, post};
 use koshin_domain::Permission;
 
 use super::{
-    admins, clients, collections, content, deployments, mp, reports, site, status, sync, updates,
+    admins, clients, collections, content, deployments, hierarchy, mp, reports, site, status, sync,
+    updates,
 };
 use crate::site::Site as SiteState;
 
@@ -21,6 +22,8 @@ pub enum Access {
     Admin(Permission),
     /// An enrolled, approved client, with its own credential.
     Client,
+    /// A linked site (the parent or a child), with the token it was given at the join.
+    Site,
     /// Anyone, for the reason given.
     Public(&'static str),
 }
@@ -41,9 +44,10 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> Route {
     }
 }
 
-use Access::{Admin, Client, Public};
+use Access::{Admin, Client, Public, Site};
 use Permission::{
-    Deploy, ManageAdministrators, ManageClients, ManageCollections, ManageContent, Read, Sync,
+    Deploy, ManageAdministrators, ManageClients, ManageCollections, ManageContent, ManageSite,
+    Read, Sync,
 };
 
 /// One list makes both [`ROUTES`] and the router, so no route can be served without
@@ -133,6 +137,14 @@ routes! {
         => post(deployments::remove_window);
     "GET" "/api/v1/mp/deployments", Client => get(deployments::client_deployments);
     "POST" "/api/v1/mp/deployment-status", Client => post(deployments::client_status);
+    "POST" "/api/v1/sites/join",
+        Public("a child site joins with a join token an administrator of this site made")
+        => post(hierarchy::join);
+    "POST" "/api/v1/sites/join-tokens", Admin(ManageSite) => post(hierarchy::create_join_token);
+    "GET" "/api/v1/sites/links", Admin(Read) => get(hierarchy::links);
+    "GET" "/api/v1/sites/catalog", Site => get(hierarchy::catalog);
+    "POST" "/api/v1/sites/notify", Site => post(hierarchy::notify);
+    "POST" "/api/v1/sites/hello", Site => post(hierarchy::hello);
     "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
     "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
     "GET" "/api/v1/mp/policy", Client => get(mp::policy);

@@ -162,6 +162,7 @@ impl Fixture {
             upstreams,
             listen: None,
             parent: None,
+            secondary: false,
         })
         .expect("init site");
         edit_config(&data, |cfg| {

@@ -1,0 +1,227 @@
+//! The site hierarchy (issue "top-level, primary and secondary sites"), first part: child
+//! sites join with a join token; one sync at the top reaches every site in order through
+//! sync notifications (`CS1.SYN`, then `PS1.SYN`), each child replicating its parent's
+//! catalog with the parent's content version and logging the seeds' lines; a notification
+//! a child cannot take stays pending and is delivered when it is back.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use koshin_server::init::{InitOptions, init_site};
+use koshin_server::sync::SyncManager;
+use serde_json::json;
+
+/// A child site: initialised with its parent's URL, served on loopback, joined with a join
+/// token, its sync manager running.
+struct ChildSite {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    served: Served,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn join_token(parent_url: &str, parent_token: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{parent_url}/api/v1/sites/join-tokens"))
+        .bearer_auth(parent_token)
+        .json(&json!({"hours": 1}))
+        .send()
+        .await
+        .expect("join token");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["token"].as_str().expect("token").to_string()
+}
+
+async fn child(code: &str, parent_url: &str, parent_token: &str, secondary: bool) -> ChildSite {
+    let dir = tempfile::Builder::new()
+        .prefix("khier")
+        .tempdir()
+        .expect("dir");
+    let data = dir.path().join("data");
+    init_site(&InitOptions {
+        code: code.into(),
+        data: data.clone(),
+        upstreams: Vec::new(),
+        listen: None,
+        parent: Some(parent_url.into()),
+        secondary,
+    })
+    .expect("init child");
+    let mut cfg = koshin_server::SiteConfig::load(&data.join("koshin.toml")).expect("config");
+    cfg.site.system = format!("{code}-SERVER");
+    std::fs::write(data.join("koshin.toml"), cfg.to_documented_toml()).expect("write config");
+    let served = Served::open(&data).await;
+    let token = join_token(parent_url, parent_token).await;
+    let parent = koshin_server::hierarchy::join_parent(
+        served.site.store.as_ref(),
+        code,
+        secondary,
+        parent_url,
+        &token,
+        &served.url,
+    )
+    .await
+    .expect("join");
+    assert!(!parent.is_empty());
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(SyncManager::new(served.site.clone()).run(rx));
+    ChildSite {
+        _dir: dir,
+        data,
+        served,
+        _stop: stop,
+    }
+}
+
+fn log(data: &Path) -> String {
+    std::fs::read_to_string(data.join("logs").join("wsyncmgr.log")).unwrap_or_default()
+}
+
+async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn messages(s: &Served) -> Vec<u32> {
+    s.site
+        .store
+        .query_status(
+            &koshin_wire::StatusQuery {
+                component: Some("SMS_WSUS_SYNC_MANAGER".into()),
+                ..Default::default()
+            },
+            &koshin_domain::Scope::All,
+        )
+        .expect("status")
+        .into_iter()
+        .map(|m| m.message_id)
+        .collect()
+}
+
+/// Must show (in part): one sync at CS1 reaches PS1, PS2 and SS1 (under PS1) in order, with
+/// 6701, 6704 and 6702 at each child (no 6705: the metadata came by replication), the
+/// seeds' log lines, and CS1's content version everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sync_at_the_top_reaches_every_site_in_order() {
+    let mut top = TestSite::start().await;
+    let ps1 = child("PS1", &top.url, &top.token, false).await;
+    let ps2 = child("PS2", &top.url, &top.token, false).await;
+    let ss1 = child("SS1", &ps1.served.url, &ps1.served.token, true).await;
+
+    // The links, from both ends.
+    let (_, links) = call(&top, "GET", "/api/v1/sites/links", Some(&top.token), None).await;
+    let codes: Vec<&str> = links
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| l["code"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(codes, ["PS1", "PS2"]);
+
+    // A new update at the top, and one sync there.
+    let cv = top.publish_libfoo_deb12u2().await;
+    for c in [&ps1, &ps2, &ss1] {
+        let s = &c.served;
+        until("the child's content version", || s.content_version() == cv).await;
+        assert_eq!(
+            s.site.store.catalog_counts().expect("counts"),
+            top.site.store.catalog_counts().expect("counts")
+        );
+        let m = messages(s);
+        assert!(m.starts_with(&[6701, 6704, 6702]), "{m:?}");
+        assert!(!m.contains(&6705), "{m:?}");
+    }
+    let l = log(&ps1.data);
+    for line in [
+        "Found parent sync notification file CS1.SYN",
+        "Performing sync on parent request",
+        &format!("Successfully synchronized sites with parent CS1, version {cv}"),
+        "Sending sync notification to child sites: SS1",
+    ] {
+        assert!(l.contains(line), "PS1 log lacks '{line}':\n{l}");
+    }
+    assert!(
+        log(&ss1.data).contains(&format!(
+            "Successfully synchronized sites with parent PS1, version {cv}"
+        )),
+        "{}",
+        log(&ss1.data)
+    );
+    assert!(log(&top.data).contains("Sending sync notification to child sites: PS1, PS2"));
+    // The update arrived at the bottom with its id and metadata.
+    let title = LIBFOO_SEC2;
+    let at = |s: &Served| {
+        s.site
+            .store
+            .run_report(
+                "SELECT update_id, revision, superseded_by FROM v_updates WHERE title = :t",
+                &[("t".into(), title.into())],
+                &koshin_domain::Scope::All,
+            )
+            .expect("query")
+            .1
+    };
+    assert_eq!(at(&ss1.served), at(&top));
+    // A second sync with nothing new keeps every content version.
+    top.sync().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for c in [&ps1, &ps2, &ss1] {
+        until("the child's second sync", || {
+            messages(&c.served).iter().filter(|m| **m == 6702).count() >= 2
+        })
+        .await;
+        assert_eq!(c.served.content_version(), cv);
+    }
+}
+
+/// A child that cannot be reached keeps its notification pending at the parent, and it is
+/// delivered (and the child syncs) when it is back; a join token serves once; a linked
+/// site's routes refuse administrators' tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_waits_for_a_child_that_is_away() {
+    let top = TestSite::start().await;
+    let mut ps1 = child("PS1", &top.url, &top.token, false).await;
+    // PS1 goes away: the parent's notification cannot be delivered.
+    let data = ps1.data.clone();
+    let _ = ps1._stop.send(true);
+    ps1.served.stop().await;
+    let cv = top.sync().await;
+    let (_, links) = call(&top, "GET", "/api/v1/sites/links", Some(&top.token), None).await;
+    assert_eq!(links[0]["notify_pending"], true, "{links}");
+    assert!(links[0]["last_error"].as_str().is_some(), "{links}");
+    // It is back (on a new port: it says hello with its address); the retry delivers it.
+    let back = Served::open(&data).await;
+    koshin_server::hierarchy::hello(&back.site, &back.url)
+        .await
+        .expect("hello");
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(SyncManager::new(back.site.clone()).run(rx));
+    SyncManager::new(top.site.clone())
+        .notify_children(false)
+        .await;
+    until("PS1 to catch up", || back.content_version() == cv).await;
+    let (_, links) = call(&top, "GET", "/api/v1/sites/links", Some(&top.token), None).await;
+    assert_eq!(links[0]["notify_pending"], false, "{links}");
+    drop(stop);
+
+    // A join token serves once.
+    let token = join_token(&top.url, &top.token).await;
+    let join = |code: &str| {
+        json!({"code": code, "kind": "primary", "url": "http://127.0.0.1:1",
+               "join_token": token, "parent_to_child_token": "x".repeat(40)})
+    };
+    let (s, v) = call(&top, "POST", "/api/v1/sites/join", None, Some(join("PS7"))).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = call(&top, "POST", "/api/v1/sites/join", None, Some(join("PS8"))).await;
+    assert_eq!(s, 401);
+    // An administrator's token is not a site's.
+    let (s, _) = call(&top, "GET", "/api/v1/sites/catalog", Some(&top.token), None).await;
+    assert_eq!(s, 401);
+}

@@ -1,0 +1,197 @@
+//! The site hierarchy (S9): a child joins its parent with a join token; after every
+//! successful sync a site sends each child a sync notification (`<CODE>.SYN`, file
+//! replication); a child's sync replicates its parent's catalog (database replication: the
+//! whole catalog, verified by the plan against what the child holds, applied in one
+//! transaction with the parent's content version, so an interrupted replication simply runs
+//! again) and then notifies its own children. A notification that cannot be delivered stays
+//! pending on the link and is sent again at the next wake-up.
+
+use std::time::Duration;
+
+use koshin_store::{ReplicaUpdate, Store};
+use koshin_wire::{JoinRequest, JoinResponse, SiteMessage};
+use serde::Deserialize;
+
+use crate::site::Site;
+
+fn http() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(600))
+        .build()?)
+}
+
+async fn answer<T: serde::de::DeserializeOwned>(
+    r: Result<reqwest::Response, reqwest::Error>,
+    what: &str,
+) -> anyhow::Result<T> {
+    let resp = r.map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        anyhow::bail!(
+            "{what}: HTTP {status}: {}",
+            body["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    Ok(resp.json().await?)
+}
+
+/// Joins the parent at `parent_url` with a join token: the link is stored on both sides,
+/// each with the token it presents to the other. Returns the parent's code.
+pub async fn join_parent(
+    store: &dyn Store,
+    code: &str,
+    secondary: bool,
+    parent_url: &str,
+    join_token: &str,
+    own_url: &str,
+) -> anyhow::Result<String> {
+    let parent_to_child = format!("ksl_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let req = JoinRequest {
+        code: code.to_string(),
+        kind: if secondary { "secondary" } else { "primary" }.into(),
+        url: own_url.to_string(),
+        join_token: join_token.to_string(),
+        parent_to_child_token: parent_to_child.clone(),
+    };
+    let base = parent_url.trim_end_matches('/');
+    let resp: JoinResponse = answer(
+        http()?
+            .post(format!("{base}/api/v1/sites/join"))
+            .json(&req)
+            .send()
+            .await,
+        "joining the parent site",
+    )
+    .await?;
+    store.set_parent(
+        &resp.parent_code,
+        base,
+        &resp.child_to_parent_token,
+        &crate::init::hash_token(&parent_to_child),
+        jiff::Timestamp::now().as_millisecond(),
+    )?;
+    Ok(resp.parent_code)
+}
+
+/// What a parent answers a child's replication.
+#[derive(Deserialize)]
+pub struct ParentCatalog {
+    pub site: String,
+    pub source_id: String,
+    pub content_version: i64,
+    pub updates: Vec<ReplicaUpdate>,
+}
+
+/// The parent link (code, url, token).
+pub fn parent(site: &Site) -> anyhow::Result<(String, String, String)> {
+    let link = site
+        .store
+        .site_links()?
+        .into_iter()
+        .find(|l| l.relation == "parent")
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "this site has a parent in its configuration ({}) but has not joined it: koshin site init --parent URL --join-token T",
+                site.config.site.parent
+            )
+        })?;
+    let token = site
+        .store
+        .link_token(&link.code)?
+        .ok_or_else(|| anyhow::anyhow!("no token for the parent {}", link.code))?;
+    Ok((link.code, link.url, token))
+}
+
+/// Fetches the parent's catalog.
+pub async fn fetch_parent_catalog(site: &Site) -> anyhow::Result<ParentCatalog> {
+    let (code, url, token) = parent(site)?;
+    let r = answer(
+        http()?
+            .get(format!("{url}/api/v1/sites/catalog"))
+            .bearer_auth(&token)
+            .send()
+            .await,
+        &format!("replicating from the parent {code}"),
+    )
+    .await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let _ = site.store.link_contact(
+        &code,
+        now,
+        r.as_ref().err().map(|e| e.to_string()).as_deref(),
+    );
+    r
+}
+
+/// Tells the parent where this site is (at its start).
+pub async fn hello(site: &Site, own_url: &str) -> anyhow::Result<()> {
+    let (code, url, token) = parent(site)?;
+    let _: serde_json::Value = answer(
+        http()?
+            .post(format!("{url}/api/v1/sites/hello"))
+            .bearer_auth(&token)
+            .json(&SiteMessage {
+                from: site.config.site.code.clone(),
+                url: Some(own_url.to_string()),
+            })
+            .send()
+            .await,
+        &format!("saying hello to the parent {code}"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sends a sync notification to every child whose notification is pending (all of them
+/// with `all`); returns (delivered, still pending).
+pub async fn notify_children(site: &Site, all: bool) -> (Vec<String>, Vec<String>) {
+    let mut delivered = Vec::new();
+    let mut pending = Vec::new();
+    let Ok(links) = site.store.site_links() else {
+        return (delivered, pending);
+    };
+    let Ok(client) = http() else {
+        return (delivered, pending);
+    };
+    for l in links.into_iter().filter(|l| l.relation == "child") {
+        if !all && !l.notify_pending {
+            continue;
+        }
+        let _ = site.store.set_notify_pending(&l.code, true);
+        let Ok(Some(token)) = site.store.link_token(&l.code) else {
+            pending.push(l.code);
+            continue;
+        };
+        let r: anyhow::Result<serde_json::Value> = answer(
+            client
+                .post(format!(
+                    "{}/api/v1/sites/notify",
+                    l.url.trim_end_matches('/')
+                ))
+                .bearer_auth(&token)
+                .json(&SiteMessage {
+                    from: site.config.site.code.clone(),
+                    url: None,
+                })
+                .send()
+                .await,
+            &format!("notifying child site {}", l.code),
+        )
+        .await;
+        let now = jiff::Timestamp::now().as_millisecond();
+        match r {
+            Ok(_) => {
+                let _ = site.store.set_notify_pending(&l.code, false);
+                let _ = site.store.link_contact(&l.code, now, None);
+                delivered.push(l.code);
+            }
+            Err(e) => {
+                let _ = site.store.link_contact(&l.code, now, Some(&e.to_string()));
+                pending.push(l.code);
+            }
+        }
+    }
+    (delivered, pending)
+}

@@ -1,0 +1,203 @@
+//! The site hierarchy's routes: join tokens, a child's join, the links; and between linked
+//! sites (each with the token it was given at the join): the catalog a child replicates,
+//! the parent's sync notification, and a child's hello with its address.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use koshin_store::{ReplicaUpdate, SiteLink};
+use koshin_wire::{
+    JoinRequest, JoinResponse, JoinTokenOut, NewJoinToken, SiteLinkOut, SiteMessage,
+};
+
+use super::auth::{Can, CanManageSite, LinkedSite};
+use super::error::{AppError, blocking};
+use crate::site::Site;
+
+fn ts(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+pub(crate) fn link_out(l: SiteLink) -> SiteLinkOut {
+    SiteLinkOut {
+        code: l.code,
+        relation: l.relation,
+        kind: l.kind,
+        url: l.url,
+        joined: ts(l.joined_ms),
+        last_seen: l.last_seen_ms.map(ts),
+        last_error: l.last_error,
+        notify_pending: l.notify_pending,
+        replicated_content_version: l.replicated_cv,
+    }
+}
+
+pub async fn create_join_token(
+    Can(admin, _): Can<CanManageSite>,
+    State(site): State<Arc<Site>>,
+    Json(req): Json<NewJoinToken>,
+) -> Result<Json<JoinTokenOut>, AppError> {
+    let hours = req.hours.unwrap_or(24);
+    if !(1..=24 * 30).contains(&hours) {
+        return Err(AppError::BadRequest("hours must be from 1 to 720".into()));
+    }
+    let token = format!("kst_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(i64::from(hours));
+    let entry = admin.entry(
+        "create site join token",
+        "",
+        &format!("valid {hours} hours"),
+    );
+    let store = site.store.clone();
+    let hash = crate::init::hash_token(&token);
+    blocking(move || Ok(store.add_join_token(&hash, expires.as_millisecond(), &entry)?)).await?;
+    Ok(Json(JoinTokenOut { token, expires }))
+}
+
+/// Public by design: a child site has no token of this site before it joins; the join
+/// token an administrator made is its proof, spent in the same transaction as the link.
+pub async fn join(
+    State(site): State<Arc<Site>>,
+    Json(req): Json<JoinRequest>,
+) -> Result<Json<JoinResponse>, AppError> {
+    crate::config::validate_site_code(&req.code).map_err(AppError::BadRequest)?;
+    if !matches!(req.kind.as_str(), "primary" | "secondary") {
+        return Err(AppError::BadRequest("kind is primary or secondary".into()));
+    }
+    if !(req.url.starts_with("http://") || req.url.starts_with("https://")) || req.url.len() > 512 {
+        return Err(AppError::BadRequest(
+            "url must be the child's http:// or https:// address".into(),
+        ));
+    }
+    if req.parent_to_child_token.len() < 32 || req.parent_to_child_token.len() > 256 {
+        return Err(AppError::BadRequest(
+            "the parent-to-child token must be 32 to 256 characters".into(),
+        ));
+    }
+    if req.kind == "secondary" && !site.config.site.parent.is_empty() && site.config.site.secondary
+    {
+        return Err(AppError::BadRequest(
+            "a secondary site has no children".into(),
+        ));
+    }
+    let child_to_parent = format!("ksl_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let store = site.store.clone();
+    let hash = crate::init::hash_token(&req.join_token);
+    let their = crate::init::hash_token(&child_to_parent);
+    let now = jiff::Timestamp::now().as_millisecond();
+    let r = req.clone();
+    blocking(move || {
+        Ok(store.join_child(
+            &hash,
+            &r.code,
+            &r.kind,
+            &r.url,
+            &r.parent_to_child_token,
+            &their,
+            now,
+        )?)
+    })
+    .await?;
+    tracing::info!(child = %req.code, kind = %req.kind, url = %req.url, "child site joined");
+    Ok(Json(JoinResponse {
+        parent_code: site.config.site.code.clone(),
+        child_to_parent_token: child_to_parent,
+    }))
+}
+
+pub async fn links(
+    _admin: super::auth::Admin,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<Vec<SiteLinkOut>>, AppError> {
+    let store = site.store.clone();
+    blocking(move || {
+        Ok(Json(
+            store.site_links()?.into_iter().map(link_out).collect(),
+        ))
+    })
+    .await
+}
+
+/// The catalog a child replicates (only a child may ask).
+#[derive(serde::Serialize)]
+pub struct ReplicaCatalog {
+    pub site: String,
+    pub source_id: String,
+    pub content_version: i64,
+    pub updates: Vec<ReplicaUpdate>,
+}
+
+pub async fn catalog(
+    LinkedSite(link): LinkedSite,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<ReplicaCatalog>, AppError> {
+    if link.relation != "child" {
+        return Err(AppError::Forbidden(format!(
+            "{} is this site's parent, not a child: it does not replicate from here",
+            link.code
+        )));
+    }
+    let store = site.store.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let code = link.code.clone();
+    let (source_id, content_version, updates) = blocking(move || {
+        store.link_contact(&code, now, None)?;
+        Ok(store.replica_catalog()?)
+    })
+    .await?;
+    Ok(Json(ReplicaCatalog {
+        site: site.config.site.code.clone(),
+        source_id,
+        content_version,
+        updates,
+    }))
+}
+
+/// The parent's sync notification: `<PARENT>.SYN` is dropped into the sync manager's inbox
+/// (file replication), which wakes it.
+pub async fn notify(
+    LinkedSite(link): LinkedSite,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    if link.relation != "parent" {
+        return Err(AppError::Forbidden(format!(
+            "{} is not this site's parent",
+            link.code
+        )));
+    }
+    let path = site.sync_inbox().join(format!("{}.SYN", link.code));
+    std::fs::write(&path, b"")
+        .map_err(|e| AppError::Internal(format!("{}: {e}", path.display())))?;
+    site.sync.wake();
+    Ok(Json(
+        serde_json::json!({ "dropped": format!("{}.SYN", link.code) }),
+    ))
+}
+
+/// A child's hello at its start: the address the parent reaches it at.
+pub async fn hello(
+    LinkedSite(link): LinkedSite,
+    State(site): State<Arc<Site>>,
+    Json(m): Json<SiteMessage>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    if link.relation != "child" {
+        return Err(AppError::Forbidden(format!(
+            "{} is not a child site",
+            link.code
+        )));
+    }
+    let store = site.store.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    blocking(move || {
+        if let Some(url) = m
+            .url
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        {
+            store.set_link_url(&link.code, &url)?;
+        }
+        store.link_contact(&link.code, now, None)?;
+        Ok(Json(serde_json::json!({ "ok": true })))
+    })
+    .await
+}

@@ -1,0 +1,302 @@
+//! The site hierarchy: join tokens, links to the parent and to children, and the catalog as
+//! a parent replicates it. A link holds the token this site presents to the other one
+//! (a secret, hidden from reports) and the SHA-256 of the token the other one presents here.
+
+use std::collections::HashMap;
+
+use koshin_domain::catalog::{Classification, UpdateBinary, UpdateCandidate, UpdateId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::sqlite::{SqliteStore, lock};
+use crate::traits::{AuditEntry, HierarchyStore, ReplicaUpdate, SiteLink};
+use crate::trust::write_audit;
+use crate::{Result, StoreError};
+
+const LINK_COLUMNS: &str =
+    "code, relation, kind, url, joined_ms, last_seen_ms, last_error, notify_pending, replicated_cv";
+
+fn link_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteLink> {
+    Ok(SiteLink {
+        code: r.get(0)?,
+        relation: r.get(1)?,
+        kind: r.get(2)?,
+        url: r.get(3)?,
+        joined_ms: r.get(4)?,
+        last_seen_ms: r.get(5)?,
+        last_error: r.get(6)?,
+        notify_pending: r.get::<_, i64>(7)? != 0,
+        replicated_cv: r.get(8)?,
+    })
+}
+
+fn own_code(conn: &Connection) -> Result<String> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM site_kv WHERE key = 'site_code'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+impl HierarchyStore for SqliteStore {
+    fn add_join_token(
+        &self,
+        token_sha256: &str,
+        expires_ms: i64,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO site_join_tokens(token_sha256, created_by, created_ms, expires_ms) VALUES (?1,?2,?3,?4)",
+            params![token_sha256, audit.actor, audit.time_ms, expires_ms],
+        )?;
+        write_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn join_child(
+        &self,
+        token_sha256: &str,
+        code: &str,
+        kind: &str,
+        url: &str,
+        our_token: &str,
+        their_token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        if own_code(&tx)?.eq_ignore_ascii_case(code) {
+            return Err(StoreError::Conflict(format!(
+                "{code} is this site's own code: every site in a hierarchy has its own"
+            )));
+        }
+        let spent = tx.execute(
+            "UPDATE site_join_tokens SET used_ms = ?2, used_by = ?3
+             WHERE token_sha256 = ?1 AND used_ms IS NULL AND expires_ms > ?2",
+            params![token_sha256, now_ms, code],
+        )?;
+        if spent == 0 {
+            return Err(StoreError::Unauthorized(
+                "the join token is not valid (unknown, expired or used)".into(),
+            ));
+        }
+        let n = tx.execute(
+            "INSERT INTO site_links(code, relation, kind, url, our_token, their_token_sha256, joined_ms)
+             VALUES (?1, 'child', ?2, ?3, ?4, ?5, ?6) ON CONFLICT(code) DO NOTHING",
+            params![code, kind, url, our_token, their_token_sha256, now_ms],
+        )?;
+        if n == 0 {
+            return Err(StoreError::Conflict(format!(
+                "a site {code} is linked here already"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO audit_log(time_ms, actor, role, action, target, detail, source) VALUES (?1, ?2, 'site', 'join child site', ?2, ?3, ?4)",
+            params![now_ms, code, format!("{kind} site at {url}"), url],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn set_parent(
+        &self,
+        code: &str,
+        url: &str,
+        our_token: &str,
+        their_token_sha256: &str,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM site_links WHERE relation = 'parent'", [])?;
+        tx.execute(
+            "INSERT INTO site_links(code, relation, url, our_token, their_token_sha256, joined_ms)
+             VALUES (?1, 'parent', ?2, ?3, ?4, ?5)",
+            params![code, url, our_token, their_token_sha256, now_ms],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn site_links(&self) -> Result<Vec<SiteLink>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {LINK_COLUMNS} FROM site_links ORDER BY relation DESC, code"
+        ))?;
+        Ok(stmt
+            .query_map([], link_row)?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn link_by_token(&self, their_token_sha256: &str) -> Result<Option<SiteLink>> {
+        Ok(self
+            .reader()
+            .query_row(
+                &format!("SELECT {LINK_COLUMNS} FROM site_links WHERE their_token_sha256 = ?1"),
+                params![their_token_sha256],
+                link_row,
+            )
+            .optional()?)
+    }
+
+    fn link_token(&self, code: &str) -> Result<Option<String>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT our_token FROM site_links WHERE code = ?1",
+                params![code],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn set_link_url(&self, code: &str, url: &str) -> Result<()> {
+        lock(&self.writer).execute(
+            "UPDATE site_links SET url = ?2 WHERE code = ?1",
+            params![code, url],
+        )?;
+        Ok(())
+    }
+
+    fn link_contact(&self, code: &str, now_ms: i64, error: Option<&str>) -> Result<()> {
+        lock(&self.writer).execute(
+            "UPDATE site_links SET last_seen_ms = CASE WHEN ?3 IS NULL THEN ?2 ELSE last_seen_ms END,
+                 last_error = ?3 WHERE code = ?1",
+            params![code, now_ms, error],
+        )?;
+        Ok(())
+    }
+
+    fn set_notify_pending(&self, code: &str, pending: bool) -> Result<()> {
+        lock(&self.writer).execute(
+            "UPDATE site_links SET notify_pending = ?2 WHERE code = ?1",
+            params![code, i64::from(pending)],
+        )?;
+        Ok(())
+    }
+
+    fn set_replicated_cv(&self, code: &str, cv: i64) -> Result<()> {
+        lock(&self.writer).execute(
+            "UPDATE site_links SET replicated_cv = ?2 WHERE code = ?1",
+            params![code, cv],
+        )?;
+        Ok(())
+    }
+
+    fn replica_catalog(&self) -> Result<(String, i64, Vec<ReplicaUpdate>)> {
+        let conn = self.reader();
+        // One read transaction: the catalog and its content version agree.
+        conn.execute_batch("BEGIN")?;
+        let result = replica(&conn);
+        let _ = conn.execute_batch("COMMIT");
+        result
+    }
+}
+
+fn replica(conn: &Connection) -> Result<(String, i64, Vec<ReplicaUpdate>)> {
+    let (source_id, cv): (String, i64) = conn.query_row(
+        "SELECT id, content_version FROM update_sources LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut binaries: HashMap<String, Vec<UpdateBinary>> = HashMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT update_id, name, architecture, version, filename, size, sha256 FROM update_binaries
+         ORDER BY update_id, name, architecture",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            UpdateBinary {
+                name: r.get(1)?,
+                architecture: r.get(2)?,
+                version: r.get(3)?,
+                filename: r.get(4)?,
+                size: r.get::<_, i64>(5)? as u64,
+                sha256: r.get(6)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (id, b) = row?;
+        binaries.entry(id).or_default().push(b);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, product, classification, title, description, vendor, article_id, bulletin_id, severity,
+                source, version, released_ms, local_json, expired
+         FROM updates ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<String>>(8)?,
+            r.get::<_, String>(9)?,
+            r.get::<_, String>(10)?,
+            r.get::<_, i64>(11)?,
+            r.get::<_, Option<String>>(12)?,
+            r.get::<_, i64>(13)? != 0,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (
+            id,
+            product,
+            class,
+            title,
+            description,
+            vendor,
+            article_id,
+            bulletin_id,
+            severity,
+            source,
+            version,
+            released_ms,
+            local,
+            expired,
+        ) = row?;
+        let uid = uuid::Uuid::parse_str(&id)
+            .map(UpdateId)
+            .map_err(|_| StoreError::Corrupt(format!("update id '{id}'")))?;
+        let classification = Classification::parse(&class)
+            .ok_or_else(|| StoreError::Corrupt(format!("classification '{class}' of {id}")))?;
+        let local = local
+            .map(|j| {
+                serde_json::from_str(&j)
+                    .map_err(|e| StoreError::Corrupt(format!("local_json of {id}: {e}")))
+            })
+            .transpose()?;
+        out.push(ReplicaUpdate {
+            update: UpdateCandidate {
+                id: uid,
+                product,
+                classification,
+                title,
+                description,
+                vendor,
+                article_id,
+                bulletin_id,
+                severity,
+                source,
+                version,
+                released: released_ms / 1000,
+                binaries: binaries.remove(&id).unwrap_or_default(),
+                local,
+            },
+            expired,
+        });
+    }
+    Ok((source_id, cv, out))
+}
