@@ -79,6 +79,33 @@ fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
+/// The log's line for each change of a sync plan.
+fn plan_lines(plan: &catalog::SyncPlan) -> Vec<String> {
+    let mut lines = Vec::with_capacity(plan.changed_items());
+    for c in &plan.inserts {
+        lines.push(format!("Synchronized update {} - {}", c.id, c.title));
+    }
+    for (c, rev) in &plan.revisions {
+        lines.push(format!(
+            "Synchronized update {} - {} (revision {rev})",
+            c.id, c.title
+        ));
+    }
+    for id in &plan.expire {
+        lines.push(format!("Expired update {id}"));
+    }
+    for id in &plan.unexpire {
+        lines.push(format!("Update {id} is available again"));
+    }
+    for (id, by) in &plan.supersedence {
+        match by {
+            Some(by) => lines.push(format!("Update {id} is superseded by {by}")),
+            None => lines.push(format!("Update {id} is no longer superseded")),
+        }
+    }
+    lines
+}
+
 /// How often undelivered sync notifications to children are sent again.
 pub const NOTIFY_RETRY: Duration = Duration::from_secs(60);
 
@@ -649,29 +676,7 @@ impl SyncManager {
         .map_err(|e| fail(format!("database task failed: {e}"), "site database"))?;
         let outcome = outcome.map_err(|e| fail(e, "site database"))?;
         // One line per update, written once the change is committed.
-        let mut lines = Vec::with_capacity(outcome.items);
-        for c in &plan.inserts {
-            lines.push(format!("Synchronized update {} - {}", c.id, c.title));
-        }
-        for (c, rev) in &plan.revisions {
-            lines.push(format!(
-                "Synchronized update {} - {} (revision {rev})",
-                c.id, c.title
-            ));
-        }
-        for id in &plan.expire {
-            lines.push(format!("Expired update {id}"));
-        }
-        for id in &plan.unexpire {
-            lines.push(format!("Update {id} is available again"));
-        }
-        for (id, by) in &plan.supersedence {
-            match by {
-                Some(by) => lines.push(format!("Update {id} is superseded by {by}")),
-                None => lines.push(format!("Update {id} is no longer superseded")),
-            }
-        }
-        self.site.sync_log.lines(lines);
+        self.site.sync_log.lines(plan_lines(&plan));
         self.log(format!(
             "sync: site database synchronizing updates, {total_items} of {total_items} items (100%)"
         ));
@@ -814,20 +819,7 @@ impl SyncManager {
         .await
         .map_err(|e| fail(format!("database task failed: {e}"), "site database"))?;
         let outcome = outcome.map_err(|e| fail(e, "site database"))?;
-        let mut lines = Vec::with_capacity(outcome.items);
-        for c in &plan.inserts {
-            lines.push(format!("Synchronized update {} - {}", c.id, c.title));
-        }
-        for (c, rev) in &plan.revisions {
-            lines.push(format!(
-                "Synchronized update {} - {} (revision {rev})",
-                c.id, c.title
-            ));
-        }
-        for id in &plan.expire {
-            lines.push(format!("Expired update {id}"));
-        }
-        self.site.sync_log.lines(lines);
+        self.site.sync_log.lines(plan_lines(&plan));
         self.log(format!(
             "sync: upstream synchronizing updates, {total_items} of {total_items} items (100%)"
         ));
