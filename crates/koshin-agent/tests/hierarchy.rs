@@ -169,6 +169,49 @@ async fn one_sync_at_the_top_reaches_every_site_in_order() {
             .1
     };
     assert_eq!(at(&ss1.served), at(&top));
+    // Client data flows up: clients of PS1, PS2 and SS1 report to their own site, and the
+    // top-level site counts them all — SS1's through PS1.
+    for (c, name) in [(&ps1, "pc-ps1"), (&ps2, "pc-ps2"), (&ss1, "pc-ss1")] {
+        let agent = c.served.enroll(name, TYPICAL).await;
+        agent
+            .scan_ok(koshin_domain::scan::ScanTrigger::ScanCycle)
+            .await;
+        assert!(agent.send().await.messages > 0);
+    }
+    for c in [&ss1, &ps1, &ps2] {
+        koshin_server::hierarchy::forward_once(&c.served.site)
+            .await
+            .expect("forward");
+    }
+    let clients = top.query(
+        "SELECT computer, site FROM v_clients ORDER BY computer",
+        &[],
+    );
+    assert_eq!(
+        clients,
+        [
+            [json!("pc-ps1"), json!("PS1")],
+            [json!("pc-ps2"), json!("PS2")],
+            [json!("pc-ss1"), json!("SS1")]
+        ]
+    );
+    let counts = top.query(
+        "SELECT required, unknown FROM v_update_compliance WHERE title = :t",
+        &[("t", HELLO_NEW)],
+    );
+    assert_eq!(
+        counts,
+        [[json!(3), json!(0)]],
+        "every client counted at CS1"
+    );
+    // Forwarding again sends nothing twice.
+    assert_eq!(
+        koshin_server::hierarchy::forward_once(&ps1.served.site)
+            .await
+            .expect("forward"),
+        0
+    );
+
     // A second sync with nothing new keeps every content version.
     top.sync().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -221,6 +264,27 @@ async fn a_notification_waits_for_a_child_that_is_away() {
     assert_eq!(s, 200, "{v}");
     let (s, _) = call(&top, "POST", "/api/v1/sites/join", None, Some(join("PS8"))).await;
     assert_eq!(s, 401);
+    // A child reports only for its own clients, not for another child's.
+    let ps1_token = back
+        .site
+        .store
+        .link_token("CS1")
+        .expect("link")
+        .expect("token");
+    let forged = json!([{
+        "client": {"client_id": "0b5d5e54-1111-4111-8111-111111111111", "name": "pc-x", "os": "Debian",
+                   "os_release": "12", "architecture": "amd64", "site": "PS7", "agent_version": "x"},
+        "batch": {"batch_id": "b1", "client_id": "0b5d5e54-1111-4111-8111-111111111111", "messages": []}
+    }]);
+    let (s, v) = call(
+        &top,
+        "POST",
+        "/api/v1/sites/client-batches",
+        Some(&ps1_token),
+        Some(forged),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
     // An administrator's token is not a site's.
     let (s, _) = call(&top, "GET", "/api/v1/sites/catalog", Some(&top.token), None).await;
     assert_eq!(s, 401);

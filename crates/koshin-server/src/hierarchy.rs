@@ -81,6 +81,8 @@ pub struct ParentCatalog {
     pub site: String,
     pub source_id: String,
     pub content_version: i64,
+    #[serde(default)]
+    pub content_token: String,
     pub updates: Vec<ReplicaUpdate>,
 }
 
@@ -194,4 +196,76 @@ pub async fn notify_children(site: &Site, all: bool) -> (Vec<String>, Vec<String
         }
     }
     (delivered, pending)
+}
+
+/// Sends queued client data to the parent (at most 500 batches); returns how many went.
+pub async fn forward_once(site: &Site) -> anyhow::Result<usize> {
+    let store = site.store.clone();
+    let queued = tokio::task::spawn_blocking(move || store.upward_batches(500)).await??;
+    if queued.is_empty() {
+        return Ok(0);
+    }
+    let (code, url, token) = parent(site)?;
+    let mut ids = Vec::with_capacity(queued.len());
+    let mut body = Vec::with_capacity(queued.len());
+    for (id, client, batch) in queued {
+        ids.push(id);
+        body.push(serde_json::json!({
+            "client": serde_json::from_str::<serde_json::Value>(&client)?,
+            "batch": serde_json::from_str::<serde_json::Value>(&batch)?,
+        }));
+    }
+    let r: anyhow::Result<serde_json::Value> = answer(
+        http()?
+            .post(format!("{url}/api/v1/sites/client-batches"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await,
+        &format!("sending client data to the parent {code}"),
+    )
+    .await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let _ = site.store.link_contact(
+        &code,
+        now,
+        r.as_ref().err().map(|e| e.to_string()).as_deref(),
+    );
+    r?;
+    let n = ids.len();
+    let store = site.store.clone();
+    tokio::task::spawn_blocking(move || store.upward_done(&ids)).await??;
+    Ok(n)
+}
+
+/// Forwards client data to the parent until `stop`: at once while there is more, every two
+/// seconds when the queue is empty, backing off to a minute while the parent is away.
+pub async fn forward(site: std::sync::Arc<Site>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let wait = match forward_once(&site).await {
+            Ok(n) if n > 0 => {
+                failures = 0;
+                continue;
+            }
+            Ok(_) => {
+                failures = 0;
+                Duration::from_secs(2)
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(error = %e, "client data stays queued for the parent");
+                }
+                Duration::from_secs((2u64 << failures.min(5)).min(60))
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
 }

@@ -142,6 +142,9 @@ pub async fn serve(
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let distribution = tokio::spawn(content::distmgr::run(site.clone(), stop_rx.clone()));
+    // A child site's client data goes up to its parent.
+    let upward = (!site.config.site.parent.is_empty())
+        .then(|| tokio::spawn(hierarchy::forward(site.clone(), stop_rx.clone())));
     let manager = tokio::spawn(sync::SyncManager::new(site.clone()).run(stop_rx));
     let app = http::app(site.clone());
 
@@ -204,5 +207,8 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = manager.await;
     let _ = distribution.await;
+    if let Some(u) = upward {
+        let _ = u.await;
+    }
     plain.and(secure)
 }

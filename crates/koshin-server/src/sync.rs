@@ -647,6 +647,7 @@ impl SyncManager {
             indices: indices_consumed,
             fingerprint: criteria_hash,
             content_version: None,
+            content_token: None,
         };
         let handle_site = site.clone();
         let apply_started = Instant::now();
@@ -810,6 +811,8 @@ impl SyncManager {
                 catalog.site, catalog.content_version
             ),
             content_version: Some(catalog.content_version),
+            content_token: (!catalog.content_token.is_empty())
+                .then(|| catalog.content_token.clone()),
         };
         let handle = site.clone();
         let (outcome, plan) = tokio::task::spawn_blocking(move || {

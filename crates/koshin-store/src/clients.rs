@@ -397,6 +397,31 @@ impl ClientStore for SqliteStore {
             "INSERT INTO state_batches(client, batch_id, received_ms, messages) VALUES (?1,?2,?3,?4)",
             params![client.rowid, batch.batch_id, now_ms, batch.messages.len() as i64],
         )?;
+        // A child site's client data flows up (S9): the batch is queued for the parent in
+        // this transaction, so it is stored here and queued there together or not at all.
+        let has_parent: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM site_links WHERE relation = 'parent')",
+            [],
+            |r| r.get(0),
+        )?;
+        if has_parent {
+            let info: (String, String, String, String, String, String) = tx.query_row(
+                "SELECT name, os, os_release, architecture, site, agent_version FROM clients WHERE id = ?1",
+                params![client.rowid],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )?;
+            let client_json = serde_json::json!({
+                "client_id": client.client_id, "name": info.0, "os": info.1, "os_release": info.2,
+                "architecture": info.3, "site": info.4, "agent_version": info.5,
+            })
+            .to_string();
+            let batch_json =
+                serde_json::to_string(batch).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO upward_queue(client_id, client_json, batch_json, queued_ms) VALUES (?1,?2,?3,?4)",
+                params![client.client_id, client_json, batch_json, now_ms],
+            )?;
+        }
         tx.execute(
             "UPDATE clients SET last_contact_ms=?2 WHERE id=?1",
             params![client.rowid, now_ms],

@@ -8,7 +8,9 @@ use koshin_domain::catalog::{Classification, UpdateBinary, UpdateCandidate, Upda
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::sqlite::{SqliteStore, lock};
-use crate::traits::{AuditEntry, HierarchyStore, ReplicaUpdate, SiteLink};
+use crate::traits::{
+    AuditEntry, ClientIdentity, HierarchyStore, NewClient, ReplicaUpdate, SiteLink,
+};
 use crate::trust::write_audit;
 use crate::{Result, StoreError};
 
@@ -188,7 +190,80 @@ impl HierarchyStore for SqliteStore {
         Ok(())
     }
 
-    fn replica_catalog(&self) -> Result<(String, i64, Vec<ReplicaUpdate>)> {
+    fn upward_batches(&self, limit: u32) -> Result<Vec<(i64, String, String)>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, client_json, batch_json FROM upward_queue ORDER BY id LIMIT ?1",
+        )?;
+        Ok(stmt
+            .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn upward_done(&self, ids: &[i64]) -> Result<()> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        for id in ids {
+            tx.execute("DELETE FROM upward_queue WHERE id = ?1", params![id])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn remote_client(&self, c: &NewClient, now_ms: i64) -> Result<ClientIdentity> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let existing: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT id, site FROM clients WHERE client_id = ?1",
+                params![c.client_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let rowid = match existing {
+            Some((id, site)) if site == c.site => {
+                tx.execute(
+                    "UPDATE clients SET name = ?2, os = ?3, os_release = ?4, architecture = ?5, agent_version = ?6 WHERE id = ?1",
+                    params![id, c.name, c.os, c.os_release, c.architecture, c.agent_version],
+                )?;
+                id
+            }
+            Some((_, site)) => {
+                return Err(StoreError::Conflict(format!(
+                    "client {} is a client of site {site}, not of {}",
+                    c.client_id, c.site
+                )));
+            }
+            None => {
+                // A remote client has no credential here: a value no token hashes to.
+                tx.execute(
+                    "INSERT INTO clients(client_id, name, os, os_release, architecture, site, agent_version, credential_sha256, enrolled_ms, last_contact_ms, approval)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?9,'approved')",
+                    params![
+                        c.client_id,
+                        c.name,
+                        c.os,
+                        c.os_release,
+                        c.architecture,
+                        c.site,
+                        c.agent_version,
+                        format!("remote:{}", c.client_id),
+                        now_ms
+                    ],
+                )?;
+                tx.last_insert_rowid()
+            }
+        };
+        tx.commit()?;
+        Ok(ClientIdentity {
+            rowid,
+            client_id: c.client_id.clone(),
+            name: c.name.clone(),
+            approval: "approved".into(),
+        })
+    }
+
+    fn replica_catalog(&self) -> Result<(String, i64, String, Vec<ReplicaUpdate>)> {
         let conn = self.reader();
         // One read transaction: the catalog and its content version agree.
         conn.execute_batch("BEGIN")?;
@@ -198,12 +273,20 @@ impl HierarchyStore for SqliteStore {
     }
 }
 
-fn replica(conn: &Connection) -> Result<(String, i64, Vec<ReplicaUpdate>)> {
+fn replica(conn: &Connection) -> Result<(String, i64, String, Vec<ReplicaUpdate>)> {
     let (source_id, cv): (String, i64) = conn.query_row(
         "SELECT id, content_version FROM update_sources LIMIT 1",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    let token: String = conn
+        .query_row(
+            "SELECT token FROM content_versions WHERE version = ?1",
+            params![cv],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
     let mut binaries: HashMap<String, Vec<UpdateBinary>> = HashMap::new();
     let mut stmt = conn.prepare(
         "SELECT update_id, name, architecture, version, filename, size, sha256 FROM update_binaries
@@ -298,5 +381,5 @@ fn replica(conn: &Connection) -> Result<(String, i64, Vec<ReplicaUpdate>)> {
             expired,
         });
     }
-    Ok((source_id, cv, out))
+    Ok((source_id, cv, token, out))
 }

@@ -550,4 +550,15 @@ CREATE TABLE site_join_tokens (
     used_by TEXT
 );
 "#,
+    // 10: client data flowing up the hierarchy. A child site queues every batch of state
+    // messages it stores, in the same transaction, until its parent has acknowledged it.
+    r#"
+CREATE TABLE upward_queue (
+    id INTEGER PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    client_json TEXT NOT NULL,
+    batch_json TEXT NOT NULL,
+    queued_ms INTEGER NOT NULL
+);
+"#,
 ];

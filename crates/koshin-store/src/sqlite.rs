@@ -323,8 +323,8 @@ impl CatalogStore for SqliteStore {
                 params![source_id, new_cv, now],
             )?;
             tx.execute(
-                "INSERT OR REPLACE INTO content_versions(version, token, created_ms) VALUES (?1, lower(hex(randomblob(16))), ?2)",
-                params![new_cv, now],
+                "INSERT OR REPLACE INTO content_versions(version, token, created_ms) VALUES (?1, COALESCE(?3, lower(hex(randomblob(16)))), ?2)",
+                params![new_cv, now, commit.content_token],
             )?;
         }
         tx.execute("DELETE FROM synced_indices", [])?;
@@ -988,6 +988,7 @@ mod tests {
             )],
             fingerprint: "fp".into(),
             content_version: None,
+            content_token: None,
         }
     }
 

@@ -25,6 +25,9 @@ pub struct SyncCommit {
     pub fingerprint: String,
     /// A child site takes its parent's content version (S6) rather than counting its own.
     pub content_version: Option<i64>,
+    /// And its token, so that a scan record of a client of the child names the same catalog
+    /// at the parent.
+    pub content_token: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -657,8 +660,17 @@ pub trait HierarchyStore: Send + Sync {
     fn link_contact(&self, code: &str, now_ms: i64, error: Option<&str>) -> Result<()>;
     fn set_notify_pending(&self, code: &str, pending: bool) -> Result<()>;
     fn set_replicated_cv(&self, code: &str, cv: i64) -> Result<()>;
-    /// The whole catalog as a parent replicates it.
-    fn replica_catalog(&self) -> Result<(String, i64, Vec<ReplicaUpdate>)>;
+    /// The whole catalog as a parent replicates it: (update source id, content version,
+    /// its token, the updates).
+    fn replica_catalog(&self) -> Result<(String, i64, String, Vec<ReplicaUpdate>)>;
+    /// Up to `limit` queued client batches for the parent, oldest first: (queue id, client,
+    /// batch), JSON as queued.
+    fn upward_batches(&self, limit: u32) -> Result<Vec<(i64, String, String)>>;
+    /// The parent acknowledged these.
+    fn upward_done(&self, ids: &[i64]) -> Result<()>;
+    /// A client of a child site, as the child reports it: recorded (or updated) here as
+    /// that site's client, approved, with no credential of this site.
+    fn remote_client(&self, c: &NewClient, now_ms: i64) -> Result<ClientIdentity>;
 }
 
 /// Everything a site keeps.

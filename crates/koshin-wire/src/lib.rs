@@ -1234,3 +1234,16 @@ pub struct SiteMessage {
     #[serde(default)]
     pub url: Option<String>,
 }
+
+/// A client of a child site, as the child forwards its state messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForwardedClient {
+    pub client_id: String,
+    pub name: String,
+    pub os: String,
+    pub os_release: String,
+    pub architecture: String,
+    /// The site the client is enrolled at.
+    pub site: String,
+    pub agent_version: String,
+}

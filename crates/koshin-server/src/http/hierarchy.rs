@@ -125,6 +125,7 @@ pub struct ReplicaCatalog {
     pub site: String,
     pub source_id: String,
     pub content_version: i64,
+    pub content_token: String,
     pub updates: Vec<ReplicaUpdate>,
 }
 
@@ -141,7 +142,7 @@ pub async fn catalog(
     let store = site.store.clone();
     let now = jiff::Timestamp::now().as_millisecond();
     let code = link.code.clone();
-    let (source_id, content_version, updates) = blocking(move || {
+    let (source_id, content_version, content_token, updates) = blocking(move || {
         store.link_contact(&code, now, None)?;
         Ok(store.replica_catalog()?)
     })
@@ -150,6 +151,7 @@ pub async fn catalog(
         site: site.config.site.code.clone(),
         source_id,
         content_version,
+        content_token,
         updates,
     }))
 }
@@ -198,6 +200,82 @@ pub async fn hello(
         }
         store.link_contact(&link.code, now, None)?;
         Ok(Json(serde_json::json!({ "ok": true })))
+    })
+    .await
+}
+
+/// One client's batch as a child forwards it.
+#[derive(serde::Deserialize, serde::Serialize)]
+pub struct ForwardedBatch {
+    pub client: koshin_wire::ForwardedClient,
+    pub batch: koshin_wire::StateBatch,
+}
+
+/// A child's clients' state messages (S9: client data flows up). Each client is recorded as
+/// a client of the site it belongs to, and its batch stored as if it came directly — once,
+/// whatever the number of deliveries (the batch id). A child may not report for this site
+/// or for another of its children.
+pub async fn client_batches(
+    LinkedSite(link): LinkedSite,
+    State(site): State<Arc<Site>>,
+    Json(items): Json<Vec<ForwardedBatch>>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    if link.relation != "child" {
+        return Err(AppError::Forbidden(format!(
+            "{} is not a child site",
+            link.code
+        )));
+    }
+    if items.len() > 1000 {
+        return Err(AppError::BadRequest(
+            "at most 1000 batches at a time".into(),
+        ));
+    }
+    let store = site.store.clone();
+    let own = site.config.site.code.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    blocking(move || {
+        let siblings: Vec<String> = store
+            .site_links()?
+            .into_iter()
+            .filter(|l| l.relation == "child" && l.code != link.code)
+            .map(|l| l.code)
+            .collect();
+        let mut stored = 0u64;
+        for item in &items {
+            let c = &item.client;
+            if c.site.eq_ignore_ascii_case(&own)
+                || siblings.iter().any(|s| s.eq_ignore_ascii_case(&c.site))
+            {
+                return Err(AppError::Forbidden(format!(
+                    "{} may report only for its own clients, not for a client of {}",
+                    link.code, c.site
+                )));
+            }
+            if item.batch.client_id != c.client_id {
+                return Err(AppError::BadRequest(format!(
+                    "batch {} names client {}, not {}",
+                    item.batch.batch_id, item.batch.client_id, c.client_id
+                )));
+            }
+            let identity = store.remote_client(
+                &koshin_store::NewClient {
+                    client_id: c.client_id.clone(),
+                    name: c.name.clone(),
+                    os: c.os.clone(),
+                    os_release: c.os_release.clone(),
+                    architecture: c.architecture.clone(),
+                    site: c.site.clone(),
+                    agent_version: c.agent_version.clone(),
+                },
+                now,
+            )?;
+            stored += store.ingest_states(&identity, &item.batch, now)?.stored;
+        }
+        store.link_contact(&link.code, now, None)?;
+        Ok(Json(
+            serde_json::json!({ "batches": items.len(), "stored": stored }),
+        ))
     })
     .await
 }

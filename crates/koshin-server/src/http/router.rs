@@ -145,6 +145,8 @@ routes! {
     "GET" "/api/v1/sites/catalog", Site => get(hierarchy::catalog);
     "POST" "/api/v1/sites/notify", Site => post(hierarchy::notify);
     "POST" "/api/v1/sites/hello", Site => post(hierarchy::hello);
+    "POST" "/api/v1/sites/client-batches", Site
+        => post(hierarchy::client_batches).layer(DefaultBodyLimit::max(256 << 20));
     "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
     "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
     "GET" "/api/v1/mp/policy", Client => get(mp::policy);
