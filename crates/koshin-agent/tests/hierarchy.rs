@@ -289,3 +289,56 @@ async fn a_notification_waits_for_a_child_that_is_away() {
     let (s, _) = call(&top, "GET", "/api/v1/sites/catalog", Some(&top.token), None).await;
     assert_eq!(s, 401);
 }
+
+/// A child stopped in the middle of replicating (kill -9: its run is left "running") runs
+/// the sync again when it starts, without a new notification, and ends with its parent's
+/// catalog and version; its client data queued before the stop goes up once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_stopped_during_replication_resumes_at_its_start() {
+    let mut top = TestSite::start().await;
+    let mut ps1 = child("PS1", &top.url, &top.token, false).await;
+    let agent = ps1.served.enroll("pc-ps1", TYPICAL).await;
+    agent
+        .scan_ok(koshin_domain::scan::ScanTrigger::ScanCycle)
+        .await;
+    assert!(agent.send().await.messages > 0);
+    // PS1 stops: its sync manager and its server. A run it had begun stays "running".
+    let _ = ps1._stop.send(true);
+    let data = ps1.data.clone();
+    ps1.served
+        .site
+        .store
+        .start_run(koshin_domain::SyncKind::Full, "parent CS1", now_ms())
+        .expect("a run under way");
+    ps1.served.stop().await;
+    let cv = top.publish_libfoo_deb12u2().await;
+    // It starts again (on a new port; it says hello), and resumes.
+    let back = Served::open(&data).await;
+    koshin_server::hierarchy::hello(&back.site, &back.url)
+        .await
+        .expect("hello");
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(SyncManager::new(back.site.clone()).run(rx));
+    until("PS1 to resume its sync", || back.content_version() == cv).await;
+    assert!(
+        log(&data).contains("Sync interrupted by a stop of the site server. Will retry now"),
+        "{}",
+        log(&data)
+    );
+    // The batches stored before the stop go up once, however often they are sent.
+    koshin_server::hierarchy::forward_once(&back.site)
+        .await
+        .expect("forward");
+    let rows = top.query(
+        "SELECT COUNT(*) FROM v_scans WHERE computer = 'pc-ps1'",
+        &[],
+    );
+    assert_eq!(rows, [[json!(1)]]);
+    assert_eq!(
+        koshin_server::hierarchy::forward_once(&back.site)
+            .await
+            .expect("forward"),
+        0
+    );
+    drop(stop);
+}

@@ -168,9 +168,17 @@ impl SyncManager {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let store = self.site.store.clone();
         match store.fail_abandoned_runs(now_ms()) {
-            Ok(n) if n > 0 => self.log(format!(
-                "Marked {n} sync run(s) interrupted by a stop of the site server as failed"
-            )),
+            Ok(n) if n > 0 => {
+                self.log(format!(
+                    "Marked {n} sync run(s) interrupted by a stop of the site server as failed"
+                ));
+                // What was interrupted runs again now, not at the next schedule: a child's
+                // parent notification was taken when the sync began and is not sent again.
+                if store.schedule_set(RETRY, Some(now_ms())).is_ok() {
+                    let _ = store.site_set("retry_kind", SyncKind::Full.name());
+                    self.log("Sync interrupted by a stop of the site server. Will retry now");
+                }
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot check for interrupted sync runs"),
         }
@@ -181,6 +189,22 @@ impl SyncManager {
             tracing::error!(error = %e, "cannot set the sync schedule");
         }
         self.log("Sync manager started");
+        // A child site that has never synced takes its parent's catalog at once, not at the
+        // parent's next sync.
+        if !self.site.config.site.parent.is_empty()
+            && store
+                .content_version()
+                .map(|(_, cv)| cv == 0)
+                .unwrap_or(false)
+            && let Ok((parent, _, _)) = crate::hierarchy::parent(&self.site)
+        {
+            self.log(format!(
+                "New child site: synchronizing with parent {parent}"
+            ));
+            let _ = self
+                .run_once(SyncTrigger::Parent(parent), SyncKind::Full)
+                .await;
+        }
         let poll = Duration::from_millis(self.site.config.sync.inbox_poll_ms.max(50));
         // Sync notifications a child could not take are sent again every minute.
         let mut last_retry = Instant::now();
