@@ -201,6 +201,23 @@ impl Mp {
         &self.http
     }
 
+    /// The catalog from a replica update point (public metadata: no credential).
+    pub async fn replica_catalog(
+        &self,
+        url: &str,
+        since: i64,
+        token: &str,
+    ) -> Result<ClientCatalog, MpError> {
+        answer(
+            self.http
+                .get(format!("{}/api/v1/mp/catalog", url.trim_end_matches('/')))
+                .query(&[("since", since.to_string()), ("token", token.to_string())])
+                .send()
+                .await,
+        )
+        .await
+    }
+
     /// The deployments targeted at this client.
     pub async fn deployments(&self) -> Result<Vec<koshin_wire::DeploymentPolicy>, MpError> {
         self.get("/api/v1/mp/deployments", &()).await

@@ -231,6 +231,22 @@ fn evaluate(
     Ok(out)
 }
 
+/// The replica update points of the machine policy this agent holds (S8), in order.
+fn replica_update_points(db: &AgentDb) -> anyhow::Result<Vec<String>> {
+    let policy: Option<koshin_wire::MachinePolicy> = db
+        .get("policy")?
+        .and_then(|p| serde_json::from_str(&p).ok());
+    Ok(policy
+        .map(|p| {
+            p.update_points
+                .into_iter()
+                .filter(|u| u.role == "replica")
+                .map(|u| u.url)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Runs one scan and lists every update in its output.
 pub async fn scan(
     db: &mut AgentDb,
@@ -383,18 +399,38 @@ async fn scan_inner(
     if online {
         let mp =
             mp.ok_or_else(|| anyhow!("an online scan needs the site, and this scan has none"))?;
-        // C3: the scan asks for the update point to use and records it in local policy.
-        crate::runner::poll_policy(db, mp)
-            .await
-            .map_err(|e| anyhow!("cannot get the machine policy: {e}"))?;
+        // C3: the scan asks for the update point to use and records it in local policy. When
+        // the site does not answer, the replicas of the policy it gave last serve the scan.
+        let replicas = replica_update_points(db)?;
+        if let Err(e) = crate::runner::poll_policy(db, mp).await {
+            if replicas.is_empty() {
+                return Err(anyhow!("cannot get the machine policy: {e}"));
+            }
+            tracing::warn!(error = %e, "the site's update point does not answer; trying its replicas");
+        }
         let since = db.get_i64("content_version")?.unwrap_or(0);
         let token = db.get("catalog_token")?.unwrap_or_default();
         // A site whose catalog is not the one this agent cached (restored, rebuilt) answers
         // with its whole catalog (since = 0), which replaces the cache.
-        let cat = mp
-            .catalog(since, &token)
-            .await
-            .map_err(|e| anyhow!("cannot fetch the catalog: {e}"))?;
+        let cat = match mp.catalog(since, &token).await {
+            Ok(c) => c,
+            Err(e) => {
+                let mut found = None;
+                for url in &replicas {
+                    match mp.replica_catalog(url, since, &token).await {
+                        Ok(c) => {
+                            tracing::info!(replica = %url, "catalog from a replica update point");
+                            found = Some(c);
+                            break;
+                        }
+                        Err(r) => {
+                            tracing::warn!(replica = %url, error = %r, "replica update point failed")
+                        }
+                    }
+                }
+                found.ok_or_else(|| anyhow!("cannot fetch the catalog: {e}"))?
+            }
+        };
         apply_catalog(db, &cat, now)?;
     } else if last_fetch.is_none() {
         anyhow::bail!("no local metadata yet: an online scan must run first (koshin-agent scan)");

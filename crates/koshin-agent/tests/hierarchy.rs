@@ -342,3 +342,89 @@ async fn a_child_stopped_during_replication_resumes_at_its_start() {
     );
     drop(stop);
 }
+
+/// S8: a replica update point is synced after the site's active one (6706 between 6705
+/// and 6702) to the same content version, and serves a client's scan when the site is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_update_point_is_synced_after_the_active_one_and_serves_when_it_is_down() {
+    use koshin_server::sup::{SupIdentity, SupState, router};
+    let mut site = TestSite::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let push = format!("ksp_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/sups/register",
+        Some(&site.token),
+        Some(json!({"name": "REPLICA-1", "url": url, "push_token": push})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let state = SupState::open(
+        dir.path(),
+        SupIdentity {
+            site: site.url.clone(),
+            site_code: "CS1".into(),
+            name: "REPLICA-1".into(),
+            url: url.clone(),
+            pull_token: v["pull_token"].as_str().expect("pull token").into(),
+            push_token_sha256: koshin_server::init::hash_token(&push),
+        },
+    )
+    .expect("replica");
+    let replica_store = state.store.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router(state))
+            .await
+            .expect("serve replica");
+    });
+
+    let cv = site.publish_libfoo_deb12u2().await;
+    let m: Vec<u32> = messages(&site)
+        .into_iter()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert_eq!(
+        m,
+        [6701, 6704, 6705, 6706, 6702],
+        "the last sync's messages"
+    );
+    assert_eq!(replica_store.content_version().expect("cv").1, cv);
+    let l = log(&site.data);
+    for line in [
+        "Synchronizing replica update points",
+        "Synchronizing update point REPLICA-1 ...",
+        "Done synchronizing update point REPLICA-1",
+    ] {
+        assert!(l.contains(line), "the site log lacks '{line}'");
+    }
+    let (_, sups) = call(&site, "GET", "/api/v1/sups", Some(&site.token), None).await;
+    assert_eq!(sups[0]["content_version"], json!(cv), "{sups}");
+
+    // A client knows the replica from policy; the site goes down; the scan still runs.
+    let agent = site.enroll("pc-ha", TYPICAL).await;
+    koshin_agent::runner::poll_policy(&agent.db(), &agent.mp())
+        .await
+        .expect("policy");
+    site.served.stop().await;
+    let out = agent
+        .scan(koshin_domain::scan::ScanTrigger::ScanCycle)
+        .await
+        .expect("a scan served by the replica");
+    assert!(out.online);
+    assert!(
+        out.updates
+            .iter()
+            .any(|u| u.title == HELLO_NEW && u.state == "required"),
+        "{:?}",
+        out.updates
+    );
+}

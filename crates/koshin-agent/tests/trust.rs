@@ -109,6 +109,17 @@ async fn every_route_enforces_the_authorization_it_states() {
                     assert_eq!(s, 401, "{} {path} with {token:?}: {v}", r.method);
                 }
             }
+            Access::Replica => {
+                for token in [
+                    None,
+                    Some("ksu_wrong"),
+                    Some(site.token.as_str()),
+                    Some(credential.as_str()),
+                ] {
+                    let (s, v) = call(&site, r.method, &path, token, None).await;
+                    assert_eq!(s, 401, "{} {path} with {token:?}: {v}", r.method);
+                }
+            }
             Access::Site => {
                 // Neither an administrator's token nor a client's credential is a site's.
                 for token in [

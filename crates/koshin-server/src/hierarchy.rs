@@ -269,3 +269,35 @@ pub async fn forward(site: std::sync::Arc<Site>, mut stop: tokio::sync::watch::R
         }
     }
 }
+
+/// Applies a parent's (or, at a replica update point, its site's) catalog: the same plan as
+/// a full sync against what is held here, in one transaction, taking the source's content
+/// version and token.
+pub async fn replicate(
+    store: std::sync::Arc<dyn Store>,
+    catalog: ParentCatalog,
+) -> anyhow::Result<(koshin_store::ApplyOutcome, koshin_domain::catalog::SyncPlan)> {
+    use koshin_domain::catalog::{self, UpdateCandidate, UpdateId};
+    use std::collections::HashSet;
+    let present: HashSet<UpdateId> = catalog.updates.iter().map(|u| u.update.id).collect();
+    let candidates: Vec<UpdateCandidate> = catalog
+        .updates
+        .into_iter()
+        .filter(|u| !u.expired)
+        .map(|u| u.update)
+        .collect();
+    let commit = koshin_store::SyncCommit {
+        now_ms: jiff::Timestamp::now().as_millisecond(),
+        indices: Vec::new(),
+        fingerprint: format!("{} version {}", catalog.site, catalog.content_version),
+        content_version: Some(catalog.content_version),
+        content_token: (!catalog.content_token.is_empty()).then_some(catalog.content_token),
+    };
+    tokio::task::spawn_blocking(move || {
+        let stored = store.stored_updates()?;
+        let plan = catalog::plan_sync(koshin_domain::SyncKind::Full, &stored, candidates, &present);
+        let outcome = store.apply_sync(&plan, &commit, &mut |_, _| {})?;
+        Ok((outcome, plan))
+    })
+    .await?
+}

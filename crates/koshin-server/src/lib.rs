@@ -20,6 +20,7 @@ pub mod policy;
 pub mod reports;
 pub mod site;
 pub mod status;
+pub mod sup;
 pub mod sync;
 pub mod tls;
 

@@ -16,10 +16,16 @@ pub fn publish(
     let mut policy = MachinePolicy {
         policy_version: 0,
         site: cfg.site.code.clone(),
-        update_points: vec![UpdatePoint {
+        // The active update point first, then its replicas (S8): clients fail over in order.
+        update_points: std::iter::once(UpdatePoint {
             url: cfg.public_url(),
             role: "active".into(),
-        }],
+        })
+        .chain(store.update_points()?.into_iter().map(|p| UpdatePoint {
+            url: p.url,
+            role: "replica".into(),
+        }))
+        .collect(),
         content_version,
         scan_interval_minutes: cfg.policy.scan_interval_minutes,
         metadata_ttl_minutes: cfg.policy.metadata_ttl_minutes,

@@ -714,7 +714,8 @@ impl SyncManager {
         ));
         let in_catalog = in_catalog_before + plan.inserts.len();
 
-        // Phase 3 (6706) runs only when the site has replica update points: none yet.
+        // Phase 3 (S8): the replica update points, one at a time, after the active one.
+        self.sync_replicas().await;
 
         // S11: the site-wide machine policy.
         let policy =
@@ -751,6 +752,49 @@ impl SyncManager {
 
     fn sources(&self) -> Result<Vec<AptSource>, String> {
         configured_sources(&self.site.config)
+    }
+
+    /// S8: the replica update points sync from this site's active one, one at a time (6706).
+    /// A replica that fails is logged and recorded; the site's sync still succeeds.
+    async fn sync_replicas(&self) {
+        let Ok(points) = self.site.store.update_points() else {
+            return;
+        };
+        if points.is_empty() {
+            return;
+        }
+        self.log("Synchronizing replica update points");
+        self.report(sm::SYNC_PHASE_REPLICAS, Severity::Informational, vec![]);
+        for p in points {
+            self.log(format!("Synchronizing update point {} ...", p.name));
+            self.log("sync: Starting replica update point synchronization");
+            let r = crate::sup::sync_replica(&self.site, &p.name, &p.url).await;
+            let now = now_ms();
+            match r {
+                Ok((cv, items)) => {
+                    self.log(format!(
+                        "sync: replica update point synchronizing other items, {items} of {items} items (100%)"
+                    ));
+                    self.log(format!("Done synchronizing update point {}", p.name));
+                    let _ = self
+                        .site
+                        .store
+                        .update_point_synced(&p.name, now, Some(cv), None);
+                }
+                Err(e) => {
+                    self.log(format!(
+                        "Failed to synchronize update point {}: {e:#}",
+                        p.name
+                    ));
+                    let _ = self.site.store.update_point_synced(
+                        &p.name,
+                        now,
+                        None,
+                        Some(&format!("{e:#}")),
+                    );
+                }
+            }
+        }
     }
 
     /// S9: after a successful sync, a sync notification to every child (file replication);
@@ -808,44 +852,13 @@ impl SyncManager {
             .await
             .map_err(|e| fail(e.to_string(), format!("parent site {parent}")))?;
         self.log("sync: upstream synchronizing updates");
-        let present: HashSet<catalog::UpdateId> =
-            catalog.updates.iter().map(|u| u.update.id).collect();
-        let candidates: Vec<UpdateCandidate> = catalog
-            .updates
-            .into_iter()
-            .filter(|u| !u.expired)
-            .map(|u| u.update)
-            .collect();
-        let stored = store
-            .stored_updates()
+        let parent_cv = catalog.content_version;
+        let in_catalog_before = store.stored_updates().map(|s| s.len()).unwrap_or(0);
+        self.set_phase(run_id, "upstream", 0, 0);
+        let (outcome, plan) = crate::hierarchy::replicate(store.clone(), catalog)
+            .await
             .map_err(|e| fail(e, "site database"))?;
-        let in_catalog_before = stored.len();
-        let plan = tokio::task::spawn_blocking(move || {
-            catalog::plan_sync(SyncKind::Full, &stored, candidates, &present)
-        })
-        .await
-        .map_err(|e| fail(format!("planning task failed: {e}"), "site database"))?;
         let total_items = plan.changed_items() as u64;
-        self.set_phase(run_id, "upstream", 0, total_items);
-        let commit = SyncCommit {
-            now_ms: now_ms(),
-            indices: Vec::new(),
-            fingerprint: format!(
-                "parent {} version {}",
-                catalog.site, catalog.content_version
-            ),
-            content_version: Some(catalog.content_version),
-            content_token: (!catalog.content_token.is_empty())
-                .then(|| catalog.content_token.clone()),
-        };
-        let handle = site.clone();
-        let (outcome, plan) = tokio::task::spawn_blocking(move || {
-            let r = handle.store.apply_sync(&plan, &commit, &mut |_, _| {});
-            (r, plan)
-        })
-        .await
-        .map_err(|e| fail(format!("database task failed: {e}"), "site database"))?;
-        let outcome = outcome.map_err(|e| fail(e, "site database"))?;
         self.site.sync_log.lines(plan_lines(&plan));
         self.log(format!(
             "sync: upstream synchronizing updates, {total_items} of {total_items} items (100%)"
@@ -856,13 +869,14 @@ impl SyncManager {
         let source_id = store
             .content_version()
             .map(|(id, _)| id)
-            .unwrap_or_else(|_| catalog.source_id.clone());
+            .unwrap_or_default();
         self.log(format!(
             "Set content version of update source {source_id} for site {} to {}",
             cfg.site.code, outcome.content_version
         ));
-        let _ = store.set_replicated_cv(&parent, catalog.content_version);
-        // Phase 3 (6706) runs only when the site has replica update points: none yet.
+        let _ = store.set_replicated_cv(&parent, parent_cv);
+        // Phase 3 (S8): the replica update points, one at a time, after the active one.
+        self.sync_replicas().await;
         let policy =
             crate::policy::publish(store.as_ref(), cfg, outcome.content_version).map_err(|e| {
                 fail(
@@ -876,8 +890,7 @@ impl SyncManager {
             cfg.site.code
         ));
         self.log(format!(
-            "Successfully synchronized sites with parent {parent}, version {}",
-            catalog.content_version
+            "Successfully synchronized sites with parent {parent}, version {parent_cv}"
         ));
         self.log(format!(
             "Created site-wide machine policy version {}",

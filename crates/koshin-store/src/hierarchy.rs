@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::sqlite::{SqliteStore, lock};
 use crate::traits::{
     AuditEntry, ClientIdentity, HierarchyStore, NewClient, ReplicaUpdate, SiteLink,
+    UpdatePointRecord,
 };
 use crate::trust::write_audit;
 use crate::{Result, StoreError};
@@ -261,6 +262,84 @@ impl HierarchyStore for SqliteStore {
             name: c.name.clone(),
             approval: "approved".into(),
         })
+    }
+
+    fn register_update_point(
+        &self,
+        name: &str,
+        url: &str,
+        push_token: &str,
+        pull_token_sha256: &str,
+        audit: &AuditEntry,
+    ) -> Result<()> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO update_points(name, url, push_token, pull_token_sha256, registered_ms, registered_by)
+             VALUES (?1,?2,?3,?4,?5,?6)
+             ON CONFLICT(name) DO UPDATE SET url = excluded.url, push_token = excluded.push_token,
+                 pull_token_sha256 = excluded.pull_token_sha256, last_error = NULL",
+            params![name, url, push_token, pull_token_sha256, audit.time_ms, audit.actor],
+        )?;
+        write_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn update_points(&self) -> Result<Vec<UpdatePointRecord>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, url, registered_ms, last_sync_ms, content_version, last_error FROM update_points ORDER BY id",
+        )?;
+        Ok(stmt
+            .query_map([], |r| {
+                Ok(UpdatePointRecord {
+                    name: r.get(0)?,
+                    url: r.get(1)?,
+                    registered_ms: r.get(2)?,
+                    last_sync_ms: r.get(3)?,
+                    content_version: r.get(4)?,
+                    last_error: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn update_point_by_pull(&self, pull_token_sha256: &str) -> Result<Option<String>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT name FROM update_points WHERE pull_token_sha256 = ?1",
+                params![pull_token_sha256],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn update_point_push_token(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT push_token FROM update_points WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    fn update_point_synced(
+        &self,
+        name: &str,
+        now_ms: i64,
+        content_version: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        lock(&self.writer).execute(
+            "UPDATE update_points SET last_sync_ms = CASE WHEN ?4 IS NULL THEN ?2 ELSE last_sync_ms END,
+                 content_version = COALESCE(?3, content_version), last_error = ?4 WHERE name = ?1",
+            params![name, now_ms, content_version, error],
+        )?;
+        Ok(())
     }
 
     fn replica_catalog(&self) -> Result<(String, i64, String, Vec<ReplicaUpdate>)> {

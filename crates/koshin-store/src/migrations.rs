@@ -561,4 +561,20 @@ CREATE TABLE upward_queue (
     queued_ms INTEGER NOT NULL
 );
 "#,
+    // 11: update point replicas within a site (S8): each with the token the site presents
+    // to it (to start its sync) and the SHA-256 of the one it presents (to read the catalog).
+    r#"
+CREATE TABLE update_points (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    url TEXT NOT NULL,
+    push_token TEXT NOT NULL,
+    pull_token_sha256 TEXT NOT NULL UNIQUE,
+    registered_ms INTEGER NOT NULL,
+    registered_by TEXT NOT NULL,
+    last_sync_ms INTEGER,
+    content_version INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+"#,
 ];

@@ -32,6 +32,7 @@ fn secret(table: &str, column: &str) -> bool {
         || (t("enrollment_tokens") && c("token_sha256"))
         || (t("distribution_points") && c("push_token"))
         || (t("site_links") && c("our_token"))
+        || (t("update_points") && c("push_token"))
         || (t("site_join_tokens") && c("token_sha256"))
 }
 

@@ -671,6 +671,38 @@ pub trait HierarchyStore: Send + Sync {
     /// A client of a child site, as the child reports it: recorded (or updated) here as
     /// that site's client, approved, with no credential of this site.
     fn remote_client(&self, c: &NewClient, now_ms: i64) -> Result<ClientIdentity>;
+    /// Registers (or registers again) a replica update point of this site.
+    fn register_update_point(
+        &self,
+        name: &str,
+        url: &str,
+        push_token: &str,
+        pull_token_sha256: &str,
+        audit: &AuditEntry,
+    ) -> Result<()>;
+    /// The replica update points, in the order they were installed.
+    fn update_points(&self) -> Result<Vec<UpdatePointRecord>>;
+    /// The replica whose pull token this is.
+    fn update_point_by_pull(&self, pull_token_sha256: &str) -> Result<Option<String>>;
+    fn update_point_push_token(&self, name: &str) -> Result<Option<String>>;
+    fn update_point_synced(
+        &self,
+        name: &str,
+        now_ms: i64,
+        content_version: Option<i64>,
+        error: Option<&str>,
+    ) -> Result<()>;
+}
+
+/// A replica update point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdatePointRecord {
+    pub name: String,
+    pub url: String,
+    pub registered_ms: i64,
+    pub last_sync_ms: Option<i64>,
+    pub content_version: i64,
+    pub last_error: Option<String>,
 }
 
 /// Everything a site keeps.

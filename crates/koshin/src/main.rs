@@ -51,6 +51,22 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum SupCommand {
+    /// Run a replica update point of a site: registers on first start (with an
+    /// administrator's token), then serves the catalog and syncs when the site asks.
+    Serve {
+        #[arg(long)]
+        data: std::path::PathBuf,
+        #[arg(long, default_value = "0.0.0.0:8532")]
+        listen: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Quick start: create or reuse a top-level site, sync it from this machine's APT sources, and serve.
     Up {
@@ -102,6 +118,11 @@ enum Command {
     Dp {
         #[command(subcommand)]
         command: cmd_content::DpCommand,
+    },
+    /// Replica update points: `koshin sup serve` runs one.
+    Sup {
+        #[command(subcommand)]
+        command: SupCommand,
     },
     /// Deployments of update groups to collections.
     Deployments {
@@ -196,6 +217,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admins { command } => cmd_trust::admins(&api()?, command).await,
         Command::Collections { command } => cmd_collections::run(&api()?, command).await,
         Command::Content { command } => cmd_content::content(&api()?, command).await,
+        Command::Sup {
+            command:
+                SupCommand::Serve {
+                    data,
+                    listen,
+                    name,
+                    url,
+                },
+        } => {
+            cmd_dp::sup_serve(&api()?, &data, &listen, name, url).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Deployments { command } => cmd_deployments::deployments(&api()?, command).await,
         Command::UpdateGroups { command } => cmd_deployments::groups(&api()?, command).await,
         Command::Windows { command } => cmd_deployments::windows(&api()?, command).await,

@@ -183,6 +183,30 @@ impl FromRequestParts<Arc<Site>> for LinkedSite {
     }
 }
 
+/// A replica update point of this site, by the token it was given at registration.
+#[derive(Clone, Debug)]
+pub struct ReplicaPoint(pub String);
+
+impl FromRequestParts<Arc<Site>> for ReplicaPoint {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        site: &Arc<Site>,
+    ) -> Result<Self, Self::Rejection> {
+        let hash = crate::init::hash_token(&bearer(parts, "a replica update point's token")?);
+        let store = site.store.clone();
+        blocking(move || Ok(store.update_point_by_pull(&hash)?))
+            .await?
+            .map(ReplicaPoint)
+            .ok_or_else(|| {
+                AppError::Unauthorized(
+                    "the token is not a replica update point's of this site".into(),
+                )
+            })
+    }
+}
+
 /// The peer address of a request (for routes without an administrator, e.g. login).
 pub struct Source(pub String);
 

@@ -231,16 +231,7 @@ pub async fn register(
     Json(req): Json<DpRegister>,
 ) -> Result<Json<DpOut>, AppError> {
     check_name("distribution point", &req.name)?;
-    if !(req.url.starts_with("http://") || req.url.starts_with("https://")) || req.url.len() > 512 {
-        return Err(AppError::BadRequest(
-            "url must be an http:// or https:// address".into(),
-        ));
-    }
-    if req.push_token.len() < 32 || req.push_token.len() > 256 {
-        return Err(AppError::BadRequest(
-            "the push token must be 32 to 256 characters".into(),
-        ));
-    }
+    super::error::check_peer(&req.url, &req.push_token, "distribution point")?;
     let entry = admin.entry("register distribution point", &req.name, &req.url);
     let store = site.store.clone();
     let d =

@@ -75,3 +75,18 @@ pub fn check_name(what: &str, name: &str) -> Result<(), AppError> {
     }
     Ok(())
 }
+
+/// Checks the address and the token another koshin process gives when it registers or joins.
+pub fn check_peer(url: &str, token: &str, what: &str) -> Result<(), AppError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 512 {
+        return Err(AppError::BadRequest(format!(
+            "url must be the {what}'s http:// or https:// address"
+        )));
+    }
+    if token.len() < 32 || token.len() > 256 {
+        return Err(AppError::BadRequest(
+            "the token must be 32 to 256 characters".into(),
+        ));
+    }
+    Ok(())
+}

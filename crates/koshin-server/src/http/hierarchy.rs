@@ -11,7 +11,7 @@ use koshin_wire::{
     JoinRequest, JoinResponse, JoinTokenOut, NewJoinToken, SiteLinkOut, SiteMessage,
 };
 
-use super::auth::{Can, CanManageSite, LinkedSite};
+use super::auth::{Can, CanManageSite, LinkedSite, ReplicaPoint};
 use super::error::{AppError, blocking};
 use crate::site::Site;
 
@@ -65,16 +65,7 @@ pub async fn join(
     if !matches!(req.kind.as_str(), "primary" | "secondary") {
         return Err(AppError::BadRequest("kind is primary or secondary".into()));
     }
-    if !(req.url.starts_with("http://") || req.url.starts_with("https://")) || req.url.len() > 512 {
-        return Err(AppError::BadRequest(
-            "url must be the child's http:// or https:// address".into(),
-        ));
-    }
-    if req.parent_to_child_token.len() < 32 || req.parent_to_child_token.len() > 256 {
-        return Err(AppError::BadRequest(
-            "the parent-to-child token must be 32 to 256 characters".into(),
-        ));
-    }
+    super::error::check_peer(&req.url, &req.parent_to_child_token, "child site")?;
     if req.kind == "secondary" && !site.config.site.parent.is_empty() && site.config.site.secondary
     {
         return Err(AppError::BadRequest(
@@ -278,4 +269,68 @@ pub async fn client_batches(
         ))
     })
     .await
+}
+
+/// `POST /api/v1/sups/register`: a replica update point (`koshin sup serve`) registers.
+#[derive(serde::Deserialize)]
+pub struct SupRegister {
+    pub name: String,
+    pub url: String,
+    pub push_token: String,
+}
+
+pub async fn register_sup(
+    Can(admin, _): Can<CanManageSite>,
+    State(site): State<Arc<Site>>,
+    Json(req): Json<SupRegister>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    super::error::check_name("update point", &req.name)?;
+    super::error::check_peer(&req.url, &req.push_token, "update point")?;
+    let pull = format!("ksu_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let entry = admin.entry("register update point", &req.name, &req.url);
+    let store = site.store.clone();
+    let hash = crate::init::hash_token(&pull);
+    blocking(move || {
+        Ok(store.register_update_point(&req.name, &req.url, &req.push_token, &hash, &entry)?)
+    })
+    .await?;
+    Ok(Json(serde_json::json!({
+        "site_code": site.config.site.code,
+        "pull_token": pull,
+    })))
+}
+
+pub async fn sups(
+    _admin: super::auth::Admin,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<Vec<serde_json::Value>>, AppError> {
+    let store = site.store.clone();
+    let list = blocking(move || Ok(store.update_points()?)).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name, "url": p.url, "role": "replica",
+                    "registered": ts(p.registered_ms), "last_sync": p.last_sync_ms.map(ts),
+                    "content_version": p.content_version, "last_error": p.last_error,
+                })
+            })
+            .collect(),
+    ))
+}
+
+pub async fn sup_catalog(
+    ReplicaPoint(_name): ReplicaPoint,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<ReplicaCatalog>, AppError> {
+    let store = site.store.clone();
+    let (source_id, content_version, content_token, updates) =
+        blocking(move || Ok(store.replica_catalog()?)).await?;
+    Ok(Json(ReplicaCatalog {
+        site: site.config.site.code.clone(),
+        source_id,
+        content_version,
+        content_token,
+        updates,
+    }))
 }

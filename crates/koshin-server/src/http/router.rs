@@ -24,6 +24,8 @@ pub enum Access {
     Client,
     /// A linked site (the parent or a child), with the token it was given at the join.
     Site,
+    /// A replica update point of this site, with the token it was given at registration.
+    Replica,
     /// Anyone, for the reason given.
     Public(&'static str),
 }
@@ -44,7 +46,7 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> Route {
     }
 }
 
-use Access::{Admin, Client, Public, Site};
+use Access::{Admin, Client, Public, Replica, Site};
 use Permission::{
     Deploy, ManageAdministrators, ManageClients, ManageCollections, ManageContent, ManageSite,
     Read, Sync,
@@ -147,6 +149,9 @@ routes! {
     "POST" "/api/v1/sites/hello", Site => post(hierarchy::hello);
     "POST" "/api/v1/sites/client-batches", Site
         => post(hierarchy::client_batches).layer(DefaultBodyLimit::max(256 << 20));
+    "POST" "/api/v1/sups/register", Admin(ManageSite) => post(hierarchy::register_sup);
+    "GET" "/api/v1/sups", Admin(Read) => get(hierarchy::sups);
+    "GET" "/api/v1/sups/catalog", Replica => get(hierarchy::sup_catalog);
     "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
     "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
     "GET" "/api/v1/mp/policy", Client => get(mp::policy);
