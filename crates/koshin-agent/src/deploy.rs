@@ -111,19 +111,34 @@ struct Ctx<'a> {
     tz: TimeZone,
 }
 
-/// Fetches the deployment policy and acts on every deployment. Errors of one deployment
-/// are reported for it and do not stop the others.
+/// Acts on every deployment: with `fetch`, the deployment policy is fetched first (it comes
+/// with machine policy, and at `scan --deployment-evaluation`); otherwise the one held is
+/// evaluated again, for times and windows. Errors of one deployment are reported for it and
+/// do not stop the others.
 pub async fn evaluate(
     db: &mut AgentDb,
     mp: &Mp,
     root: &Path,
     state_dir: &Path,
+    fetch: bool,
 ) -> anyhow::Result<Vec<Evaluated>> {
-    let deployments = mp
-        .deployments()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot get the deployment policy: {e}"))?;
-    db.set("deployments", &serde_json::to_string(&deployments)?)?;
+    let have = db.get("deployments")?.is_some();
+    let deployments = if fetch || !have {
+        match mp.deployments().await {
+            Ok(d) => {
+                db.set("deployments", &serde_json::to_string(&d)?)?;
+                d
+            }
+            // The site away: the deployments already known still keep their times.
+            Err(e) if have => {
+                tracing::info!(error = %e, "cannot refresh the deployment policy; using the one held");
+                cached(db)?
+            }
+            Err(e) => anyhow::bail!("cannot get the deployment policy: {e}"),
+        }
+    } else {
+        cached(db)?
+    };
     let mut ctx = Ctx {
         db,
         mp,

@@ -215,7 +215,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if trigger == ScanTrigger::DeploymentEvaluationCycle
                 && let Some(mp) = &mp
             {
-                for e in koshin_agent::deploy::evaluate(&mut db, mp, &root, &cli.state).await? {
+                for e in
+                    koshin_agent::deploy::evaluate(&mut db, mp, &root, &cli.state, true).await?
+                {
                     eprintln!("deployment {}: {} {}", e.deployment, e.state, e.detail);
                 }
             }

@@ -79,11 +79,14 @@ pub async fn run(
     }
     loop {
         let now = now_ms();
+        // Deployment policy comes with machine policy.
+        let mut fetch_deployments = false;
         // Machine policy.
         if db.get_i64("next_policy_poll_ms")?.is_none_or(|t| t <= now) {
             match poll_policy(&db, &mp).await {
                 Ok(()) => {
                     policy_failures = 0;
+                    fetch_deployments = true;
                     if offline_said {
                         tracing::info!("the site is reachable again");
                         offline_said = false;
@@ -126,13 +129,15 @@ pub async fn run(
                 }
             }
         }
-        // Deployments: every few minutes, so that an available time, a deadline or a
-        // maintenance window opening is kept to within minutes.
-        if db
-            .get_i64("next_deployment_eval_ms")?
-            .is_none_or(|t| t <= now)
+        // Deployments: fetched with machine policy, and the ones held evaluated again every
+        // few minutes, so that an available time, a deadline or a window opening is kept to
+        // within minutes without asking the site.
+        if fetch_deployments
+            || db
+                .get_i64("next_deployment_eval_ms")?
+                .is_none_or(|t| t <= now)
         {
-            match crate::deploy::evaluate(&mut db, &mp, &root, state).await {
+            match crate::deploy::evaluate(&mut db, &mp, &root, state, fetch_deployments).await {
                 Ok(list) => {
                     for e in list
                         .iter()

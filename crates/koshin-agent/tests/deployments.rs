@@ -86,9 +86,15 @@ async fn evaluate(agent: &TestAgent) -> Vec<Evaluated> {
     koshin_agent::runner::poll_policy(&agent.db(), &agent.mp())
         .await
         .expect("policy");
-    koshin_agent::deploy::evaluate(&mut agent.db(), &agent.mp(), &agent.root, &agent.state)
-        .await
-        .expect("evaluate")
+    koshin_agent::deploy::evaluate(
+        &mut agent.db(),
+        &agent.mp(),
+        &agent.root,
+        &agent.state,
+        true,
+    )
+    .await
+    .expect("evaluate")
 }
 
 async fn post(site: &TestSite, path: &str, body: serde_json::Value) -> serde_json::Value {
@@ -419,9 +425,15 @@ async fn postponing_and_a_suppressed_restart() {
     koshin_agent::runner::poll_policy(&agent.db(), &agent.mp())
         .await
         .expect("policy");
-    koshin_agent::deploy::evaluate(&mut agent.db(), &agent.mp(), &agent.root, &agent.state)
-        .await
-        .expect("first evaluation");
+    koshin_agent::deploy::evaluate(
+        &mut agent.db(),
+        &agent.mp(),
+        &agent.root,
+        &agent.state,
+        true,
+    )
+    .await
+    .expect("first evaluation");
     let id = koshin_agent::deploy::cached(&agent.db()).expect("cached")[0]
         .id
         .clone();

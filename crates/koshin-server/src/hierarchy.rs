@@ -231,7 +231,10 @@ pub async fn forward_once(site: &Site) -> anyhow::Result<usize> {
         now,
         r.as_ref().err().map(|e| e.to_string()).as_deref(),
     );
-    r?;
+    let answer = r?;
+    for refused in answer["refused"].as_array().into_iter().flatten() {
+        tracing::warn!(parent = %code, refused = %refused, "the parent refused a client batch; it stays stored here");
+    }
     let n = ids.len();
     let store = site.store.clone();
     tokio::task::spawn_blocking(move || store.upward_done(&ids)).await??;

@@ -42,13 +42,18 @@ pub async fn run(site: Arc<Site>, mut stop: tokio::sync::watch::Receiver<bool>) 
             return;
         }
     };
-    // Validation: each distribution point once per `validate_hours`, counted from start.
+    // Validation: each distribution point once per `validate_hours`, counted from start;
+    // whether one is due is looked at once a minute, not at every wake-up.
     let mut validated: HashMap<i64, std::time::Instant> = HashMap::new();
+    let mut looked: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return;
         }
-        validate_due(&site, &mut validated).await;
+        if looked.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+            looked = Some(std::time::Instant::now());
+            validate_due(&site, &mut validated).await;
+        }
         let worked = match one(&site, &http).await {
             Ok(w) => w,
             Err(e) => {
@@ -105,13 +110,22 @@ async fn validate_due(site: &Arc<Site>, validated: &mut HashMap<i64, std::time::
 /// Starts and finishes the next distribution, if one may go now.
 async fn one(site: &Arc<Site>, http: &reqwest::Client) -> anyhow::Result<bool> {
     let store = site.store.clone();
-    let (pending, dps) = tokio::task::spawn_blocking(move || {
-        Ok::<_, anyhow::Error>((store.pending_targets()?, store.list_dps()?))
-    })
-    .await??;
-    let dps: HashMap<i64, DpRecord> = dps.into_iter().map(|d| (d.key, d)).collect();
     let now = jiff::Timestamp::now();
     let now_ms = now.as_millisecond();
+    // The points are read only when some distribution is due: the loop wakes every second.
+    let (pending, dps) = tokio::task::spawn_blocking(move || {
+        let pending = store.pending_targets()?;
+        let due = pending
+            .iter()
+            .any(|t| t.state == "waiting" && t.retry_at_ms.is_none_or(|r| r <= now_ms));
+        let dps = if due { store.list_dps()? } else { Vec::new() };
+        Ok::<_, anyhow::Error>((pending, dps))
+    })
+    .await??;
+    if dps.is_empty() {
+        return Ok(false);
+    }
+    let dps: HashMap<i64, DpRecord> = dps.into_iter().map(|d| (d.key, d)).collect();
     let hour = now.to_zoned(jiff::tz::TimeZone::system()).hour() as u8;
     let candidates: Vec<&TargetRecord> = pending
         .iter()

@@ -233,6 +233,7 @@ pub async fn client_batches(
             .map(|l| l.code)
             .collect();
         let mut stored = 0u64;
+        let mut refused = Vec::new();
         for item in &items {
             let c = &item.client;
             if c.site.eq_ignore_ascii_case(&own)
@@ -260,13 +261,27 @@ pub async fn client_batches(
                     agent_version: c.agent_version.clone(),
                 },
                 now,
-            )?;
-            stored += store.ingest_states(&identity, &item.batch, now)?.stored;
+            );
+            // A batch this site can never take (its client id is another site's client, or
+            // the batch does not validate) is named and acknowledged, so that it does not
+            // hold up the child's queue behind it for ever; the child still holds it.
+            let r = identity.and_then(|id| store.ingest_states(&id, &item.batch, now));
+            match r {
+                Ok(ack) => stored += ack.stored,
+                Err(e @ (koshin_store::StoreError::Conflict(_)
+                | koshin_store::StoreError::Invalid(_))) => {
+                    tracing::warn!(child = %link.code, batch = %item.batch.batch_id, error = %e, "client batch refused");
+                    refused.push(serde_json::json!({
+                        "batch_id": item.batch.batch_id, "client_id": c.client_id, "reason": e.to_string(),
+                    }));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         store.link_contact(&link.code, now, None)?;
-        Ok(Json(
-            serde_json::json!({ "batches": items.len(), "stored": stored }),
-        ))
+        Ok(Json(serde_json::json!({
+            "batches": items.len(), "stored": stored, "refused": refused,
+        })))
     })
     .await
 }
