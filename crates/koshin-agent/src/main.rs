@@ -96,7 +96,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    koshin_agent::restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KOSHIN_LOG")
@@ -105,6 +104,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The service keeps SIGPIPE ignored: a site that drops the connection mid-request must
+    // cost that request, not the agent.
+    if !matches!(cli.command, Command::Run) {
+        koshin_agent::restore_sigpipe();
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -13,48 +12,12 @@ use koshin_agent::deploy::Evaluated;
 use koshin_testkit::{DebSpec, DpkgRoot};
 use serde_json::json;
 
-fn dpkg(root: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("dpkg")
-        .arg(format!("--root={}", root.display()))
-        .args(["--force-not-root", "--force-script-chrootless"])
-        .args(args)
-        .env("LC_ALL", "C.UTF-8")
-        .output()
-        .expect("dpkg runs")
-}
-
 fn version(root: &DpkgRoot, package: &str) -> Option<(String, String)> {
     root.package_state(package).expect("dpkg -s")
 }
 
-/// A real dpkg root with the archive's hello 2.10-3 and libfoo1 1.0-1 installed by dpkg,
-/// and an agent enrolled with it.
 async fn machine(site: &TestSite, name: &str) -> (DpkgRoot, TestAgent) {
-    let root = DpkgRoot::new().expect("dpkg root");
-    std::fs::create_dir_all(root.path().join("etc")).expect("etc");
-    std::fs::create_dir_all(root.path().join("run")).expect("run");
-    let debs: Vec<PathBuf> = [("hello", "2.10-3", "hello"), ("libfoo1", "1.0-1", "libfoo")]
-        .iter()
-        .map(|(n, v, s)| {
-            site.archive.root().join(
-                DebSpec::new(n, v, "amd64")
-                    .source(s, None)
-                    .pool_path("main"),
-            )
-        })
-        .collect();
-    let mut args = vec!["-i"];
-    let paths: Vec<String> = debs.iter().map(|p| p.display().to_string()).collect();
-    args.extend(paths.iter().map(String::as_str));
-    let out = dpkg(root.path(), &args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let agent = TestAgent::with_root(name, root.path().to_path_buf());
-    site.enroll_agent(&agent).await;
-    (root, agent)
+    dpkg_machine(&site.archive, site, name).await
 }
 
 /// The site's own distribution point at the served URL, the distribution manager running
@@ -83,18 +46,7 @@ async fn ready(
 }
 
 async fn evaluate(agent: &TestAgent) -> Vec<Evaluated> {
-    koshin_agent::runner::poll_policy(&agent.db(), &agent.mp())
-        .await
-        .expect("policy");
-    koshin_agent::deploy::evaluate(
-        &mut agent.db(),
-        &agent.mp(),
-        &agent.root,
-        &agent.state,
-        true,
-    )
-    .await
-    .expect("evaluate")
+    evaluate_deployments(agent).await
 }
 
 async fn post(site: &TestSite, path: &str, body: serde_json::Value) -> serde_json::Value {

@@ -77,6 +77,15 @@ async fn child(code: &str, parent_url: &str, parent_token: &str, secondary: bool
     }
 }
 
+/// Waits for a new child's first sync (at its start) to end: its machine policy is made, so
+/// a client can scan.
+async fn first_sync_done(c: &ChildSite) {
+    until("the child's first sync", || {
+        log(&c.data).contains("Successfully synchronized sites with parent")
+    })
+    .await;
+}
+
 fn log(data: &Path) -> String {
     std::fs::read_to_string(data.join("logs").join("wsyncmgr.log")).unwrap_or_default()
 }
@@ -101,7 +110,26 @@ fn messages(s: &Served) -> Vec<u32> {
         )
         .expect("status")
         .into_iter()
+        .filter(|m| m.site == s.site.config.site.code)
         .map(|m| m.message_id)
+        .collect()
+}
+
+/// The replication manager's status messages at a site: (id, insertion strings).
+fn link_messages(s: &Served) -> Vec<(u32, Vec<String>)> {
+    s.site
+        .store
+        .query_status(
+            &koshin_wire::StatusQuery {
+                component: Some("SMS_REPLICATION_MANAGER".into()),
+                ..Default::default()
+            },
+            &koshin_domain::Scope::All,
+        )
+        .expect("status")
+        .into_iter()
+        .filter(|m| m.site == s.site.config.site.code)
+        .map(|m| (m.message_id, m.insertion_strings))
         .collect()
 }
 
@@ -137,6 +165,14 @@ async fn one_sync_at_the_top_reaches_every_site_in_order() {
         let m = messages(s);
         assert!(m.starts_with(&[6701, 6704, 6702]), "{m:?}");
         assert!(!m.contains(&6705), "{m:?}");
+    }
+    // The content version is committed before the sync's last lines are written.
+    for (c, parent) in [(&ps1, "CS1"), (&ps2, "CS1"), (&ss1, "PS1")] {
+        let done = format!("Successfully synchronized sites with parent {parent}, version {cv}");
+        until("the child's last sync lines", || {
+            log(&c.data).contains(&done)
+        })
+        .await;
     }
     let l = log(&ps1.data);
     for line in [
@@ -231,6 +267,7 @@ async fn one_sync_at_the_top_reaches_every_site_in_order() {
 async fn a_notification_waits_for_a_child_that_is_away() {
     let top = TestSite::start().await;
     let mut ps1 = child("PS1", &top.url, &top.token, false).await;
+    first_sync_done(&ps1).await;
     // PS1 goes away: the parent's notification cannot be delivered.
     let data = ps1.data.clone();
     let _ = ps1._stop.send(true);
@@ -238,7 +275,15 @@ async fn a_notification_waits_for_a_child_that_is_away() {
     let cv = top.sync().await;
     let (_, links) = call(&top, "GET", "/api/v1/sites/links", Some(&top.token), None).await;
     assert_eq!(links[0]["notify_pending"], true, "{links}");
+    assert_eq!(links[0]["down"], true, "{links}");
     assert!(links[0]["last_error"].as_str().is_some(), "{links}");
+    // The link's state is in a status message: down (4800), once however often it fails.
+    SyncManager::new(top.site.clone())
+        .notify_children(false)
+        .await;
+    let m = link_messages(&top);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!((m[0].0, m[0].1[0].as_str()), (4800, "PS1"), "{m:?}");
     // It is back (on a new port: it says hello with its address); the retry delivers it.
     let back = Served::open(&data).await;
     koshin_server::hierarchy::hello(&back.site, &back.url)
@@ -252,6 +297,9 @@ async fn a_notification_waits_for_a_child_that_is_away() {
     until("PS1 to catch up", || back.content_version() == cv).await;
     let (_, links) = call(&top, "GET", "/api/v1/sites/links", Some(&top.token), None).await;
     assert_eq!(links[0]["notify_pending"], false, "{links}");
+    assert_eq!(links[0]["down"], false, "{links}");
+    let m: Vec<u32> = link_messages(&top).into_iter().map(|m| m.0).collect();
+    assert_eq!(m, [4800, 4801]);
     drop(stop);
 
     // A join token serves once.
@@ -297,6 +345,7 @@ async fn a_notification_waits_for_a_child_that_is_away() {
 async fn a_child_stopped_during_replication_resumes_at_its_start() {
     let mut top = TestSite::start().await;
     let mut ps1 = child("PS1", &top.url, &top.token, false).await;
+    first_sync_done(&ps1).await;
     let agent = ps1.served.enroll("pc-ps1", TYPICAL).await;
     agent
         .scan_ok(koshin_domain::scan::ScanTrigger::ScanCycle)
@@ -427,4 +476,219 @@ async fn a_replica_update_point_is_synced_after_the_active_one_and_serves_when_i
         "{:?}",
         out.updates
     );
+}
+
+/// Global data flows down and client data of it flows up (S9): a collection of a PS1 client
+/// and a deployment to it, made at CS1, replicate to PS1 (read-only there); PS1 distributes
+/// the content from CS1's library to its own distribution point; the PS1 client installs
+/// from it with real dpkg; its state of the deployment and its status messages reach CS1,
+/// once; a change to the deployment at CS1 follows at PS1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployments_made_at_the_top_reach_a_primary_and_their_state_comes_back() {
+    let top = TestSite::start().await;
+    let ps1 = child("PS1", &top.url, &top.token, false).await;
+    first_sync_done(&ps1).await;
+    let mut stops = Vec::new();
+    for s in [&top.served, &ps1.served] {
+        s.site
+            .store
+            .ensure_local_dp(
+                &s.site.config.system_name(),
+                &format!("{}/dp", s.url),
+                now_ms(),
+            )
+            .expect("local dp");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(koshin_server::content::distmgr::run(s.site.clone(), rx));
+        stops.push(tx);
+    }
+    let (root, agent) = dpkg_machine(&top.archive, &ps1.served, "pc-ps1").await;
+    agent
+        .scan_ok(koshin_domain::scan::ScanTrigger::ScanCycle)
+        .await;
+    agent.send().await;
+    koshin_server::hierarchy::forward_once(&ps1.served.site)
+        .await
+        .expect("forward");
+
+    let admin = |path: &str, body: serde_json::Value| {
+        let (top, path) = (&top, path.to_string());
+        async move {
+            let (s, v) = call(top, "POST", &path, Some(&top.token), Some(body)).await;
+            assert_eq!(s, 200, "{path}: {v}");
+            v
+        }
+    };
+    admin("/api/v1/collections", json!({"name": "PS1 pilot"})).await;
+    admin(
+        "/api/v1/collections/PS1%20pilot/members",
+        json!({"add": ["pc-ps1"]}),
+    )
+    .await;
+    admin(
+        "/api/v1/collections/PS1%20pilot/windows",
+        json!({"name": "always", "schedule": "daily 00:00 24h utc"}),
+    )
+    .await;
+    admin(
+        "/api/v1/update-groups",
+        json!({"name": "Hello", "updates": [HELLO_NEW]}),
+    )
+    .await;
+    let past = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(5))
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let d = admin(
+        "/api/v1/deployments",
+        json!({"name": "hello-pilot", "update_group": "Hello", "collection": "PS1 pilot",
+               "available": past, "deadline": past, "utc": true, "allow_postpone": false}),
+    )
+    .await;
+    let id = d["id"].as_str().expect("id").to_string();
+
+    // Down to PS1, in one go, verified.
+    let applied = koshin_server::hierarchy::pull_global(&ps1.served.site)
+        .await
+        .expect("replicate global data");
+    assert_eq!(
+        (applied.collections, applied.deployments),
+        (1, 1),
+        "{applied:?}"
+    );
+    let at_ps1 = |path: String| {
+        let ps1 = &ps1.served;
+        async move {
+            let (s, v) = call(ps1, "GET", &path, Some(&ps1.token), None).await;
+            assert_eq!(s, 200, "{path}: {v}");
+            v
+        }
+    };
+    let d1 = at_ps1(format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(d1["name"], "hello-pilot", "{d1}");
+    assert_eq!(d1["collection"], "PS1 pilot", "{d1}");
+    let c1 = at_ps1("/api/v1/collections/PS1%20pilot".into()).await;
+    assert_eq!(c1["members"], 1, "{c1}");
+    assert!(
+        link_messages(&ps1.served).iter().any(|m| m.0 == 4802),
+        "{:?}",
+        link_messages(&ps1.served)
+    );
+    // Nothing changed: nothing applied, and the same answer is never applied twice.
+    let again = koshin_server::hierarchy::pull_global(&ps1.served.site)
+        .await
+        .expect("again");
+    assert_eq!(again, Default::default());
+    // Replicated objects are changed at their site, not here.
+    let (s, v) = call(
+        &ps1.served,
+        "POST",
+        &format!("/api/v1/deployments/{id}/disable"),
+        Some(&ps1.served.token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("replicated from site CS1"),
+        "{v}"
+    );
+
+    // PS1 distributes the package from CS1's library; the client installs from PS1's point.
+    let package = d1["package"].as_str().expect("package").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = at_ps1(format!("/api/v1/content/{package}")).await;
+        if p["targets"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty() && t.iter().all(|t| t["state"] == "installed"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "content not at PS1: {p:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = evaluate_deployments(&agent).await;
+    assert_eq!(e[0].state, "succeeded", "{e:?}");
+    assert_eq!(
+        root.package_state("hello").expect("dpkg -s").map(|v| v.1),
+        Some("2.10-4".to_string())
+    );
+
+    // Its state and its messages come up to CS1, once.
+    for _ in 0..3 {
+        koshin_server::hierarchy::forward_once(&ps1.served.site)
+            .await
+            .expect("forward");
+    }
+    let (_, d0) = call(
+        &top,
+        "GET",
+        &format!("/api/v1/deployments/{id}"),
+        Some(&top.token),
+        None,
+    )
+    .await;
+    let state = d0["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .find(|c| c["computer"] == "pc-ps1")
+        .map(|c| c["state"].clone());
+    assert_eq!(state, Some(json!("succeeded")), "{d0:#}");
+    let count = |sql: &str| top.count(sql, &[]);
+    let installs = count(
+        "SELECT COUNT(*) FROM v_status_messages WHERE system = 'pc-ps1' AND message_id BETWEEN 11250 AND 11270",
+    );
+    assert!(installs >= 1);
+    let ps1_syncs =
+        count("SELECT COUNT(*) FROM v_status_messages WHERE site = 'PS1' AND message_id = 6702");
+    assert!(ps1_syncs >= 1);
+    // Sent again (a lost acknowledgement): stored once, by its origin.
+    let item = json!([{
+        "kind": "status",
+        "status": {
+            "origin": "PS1:999999", "message_id": 6701, "severity": "I", "level": "M",
+            "source": "koshin Server", "component": "SMS_WSUS_SYNC_MANAGER",
+            "system": "PS1-SERVER", "site": "PS1", "process_id": 1, "thread_id": 1,
+            "time_ms": 1, "insertion_strings": [], "attributes": {}
+        }
+    }]);
+    let ps1_token = ps1
+        .served
+        .site
+        .store
+        .link_token("CS1")
+        .expect("link")
+        .expect("token");
+    let before = count("SELECT COUNT(*) FROM v_status_messages WHERE site = 'PS1'");
+    for _ in 0..2 {
+        let (s, v) = call(
+            &top,
+            "POST",
+            "/api/v1/sites/client-batches",
+            Some(&ps1_token),
+            Some(item.clone()),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    assert_eq!(
+        count("SELECT COUNT(*) FROM v_status_messages WHERE site = 'PS1'"),
+        before + 1
+    );
+
+    // A change at CS1 follows.
+    admin(&format!("/api/v1/deployments/{id}/disable"), json!({})).await;
+    koshin_server::hierarchy::pull_global(&ps1.served.site)
+        .await
+        .expect("replicate the change");
+    let d1 = at_ps1(format!("/api/v1/deployments/{id}")).await;
+    assert_eq!(d1["enabled"], false, "{d1}");
+    let links = at_ps1("/api/v1/sites/links".into()).await;
+    assert!(links[0]["global_seq"].as_i64().unwrap_or(0) > 0, "{links}");
+    drop(stops);
 }

@@ -13,6 +13,15 @@ pub const SOURCE_CLIENT: &str = "koshin Client";
 /// The client component that installs deployments (the seeds' install agent, 112xx).
 pub const INSTALL_AGENT: &str = "SoftwareUpdatesInstallAgent";
 
+/// The component that keeps the links between sites: global data down, client data up.
+pub const REPLICATION_MANAGER: &str = "SMS_REPLICATION_MANAGER";
+/// A link to another site went down; what is for it waits.
+pub const LINK_DOWN: u32 = 4800;
+/// A link to another site works again.
+pub const LINK_UP: u32 = 4801;
+/// Global data (collections, deployments) replicated from the parent.
+pub const GLOBAL_REPLICATED: u32 = 4802;
+
 pub const SYNC_STARTED: u32 = 6701;
 pub const SYNC_DONE: u32 = 6702;
 pub const SYNC_FAILED: u32 = 6703;
@@ -135,6 +144,13 @@ pub fn describe(id: u32) -> Option<&'static str> {
             "Software update synchronization in progress. Current phase: Synchronizing replica and internet-facing update points."
         }
         6710 => "Legacy update catalog synchronization completed.",
+        4800 => {
+            "The link to site %1 is down: %2. What is for that site waits here and is sent when the link is back."
+        }
+        4801 => "The link to site %1 is active again.",
+        4802 => {
+            "Replicated global data from parent site %1 up to change %2: %3 collections and %4 deployments changed, %5 deleted."
+        }
         3531 => "Sending package %1 to site %2.",
         3532 => "Error sending package %1 to site %2.",
         3533 => "Package %1 sent to site %2.",

@@ -25,7 +25,16 @@ async fn answer<T: serde::de::DeserializeOwned>(
     r: Result<reqwest::Response, reqwest::Error>,
     what: &str,
 ) -> anyhow::Result<T> {
-    let resp = r.map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    let resp = r.map_err(|e| {
+        // reqwest's message leaves out the cause (refused, reset, timed out): add it.
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        anyhow::anyhow!("{what}: {text}")
+    })?;
     let status = resp.status();
     if !status.is_success() {
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
@@ -118,13 +127,38 @@ pub async fn fetch_parent_catalog(site: &Site) -> anyhow::Result<ParentCatalog> 
         &format!("replicating from the parent {code}"),
     )
     .await;
-    let now = jiff::Timestamp::now().as_millisecond();
-    let _ = site.store.link_contact(
+    record_link(
+        site,
         &code,
-        now,
         r.as_ref().err().map(|e| e.to_string()).as_deref(),
     );
     r
+}
+
+/// Records a contact with a linked site (reached when `error` is None); when that changes
+/// the link's state, says so in a status message (4800 down, 4801 up) and in `replmgr.log`.
+pub fn record_link(site: &Site, code: &str, error: Option<&str>) {
+    use koshin_domain::status::{LINK_DOWN, LINK_UP, REPLICATION_MANAGER, Severity};
+    let now = jiff::Timestamp::now().as_millisecond();
+    let _ = site.store.link_contact(code, now, error);
+    if let Ok(true) = site.store.set_link_down(code, error.is_some()) {
+        let (id, severity, istr) = match error {
+            Some(e) => (
+                LINK_DOWN,
+                Severity::Warning,
+                vec![code.to_string(), e.to_string()],
+            ),
+            None => (LINK_UP, Severity::Informational, vec![code.to_string()]),
+        };
+        site.status.report(
+            &site.repl_log,
+            REPLICATION_MANAGER,
+            id,
+            severity,
+            istr,
+            Default::default(),
+        );
+    }
 }
 
 /// Tells the parent where this site is (at its start).
@@ -182,15 +216,14 @@ pub async fn notify_children(site: &Site, all: bool) -> (Vec<String>, Vec<String
             &format!("notifying child site {}", l.code),
         )
         .await;
-        let now = jiff::Timestamp::now().as_millisecond();
         match r {
             Ok(_) => {
                 let _ = site.store.set_notify_pending(&l.code, false);
-                let _ = site.store.link_contact(&l.code, now, None);
+                record_link(site, &l.code, None);
                 delivered.push(l.code);
             }
             Err(e) => {
-                let _ = site.store.link_contact(&l.code, now, Some(&e.to_string()));
+                record_link(site, &l.code, Some(&e.to_string()));
                 pending.push(l.code);
             }
         }
@@ -198,7 +231,8 @@ pub async fn notify_children(site: &Site, all: bool) -> (Vec<String>, Vec<String
     (delivered, pending)
 }
 
-/// Sends queued client data to the parent (at most 500 batches); returns how many went.
+/// Sends what is queued for the parent (at most 500 items: client batches, deployment
+/// states, status messages); returns how many went.
 pub async fn forward_once(site: &Site) -> anyhow::Result<usize> {
     let store = site.store.clone();
     let queued = tokio::task::spawn_blocking(move || store.upward_batches(500)).await??;
@@ -208,12 +242,23 @@ pub async fn forward_once(site: &Site) -> anyhow::Result<usize> {
     let (code, url, token) = parent(site)?;
     let mut ids = Vec::with_capacity(queued.len());
     let mut body = Vec::with_capacity(queued.len());
-    for (id, client, batch) in queued {
-        ids.push(id);
-        body.push(serde_json::json!({
-            "client": serde_json::from_str::<serde_json::Value>(&client)?,
-            "batch": serde_json::from_str::<serde_json::Value>(&batch)?,
-        }));
+    for row in queued {
+        ids.push(row.id);
+        let payload: serde_json::Value = serde_json::from_str(&row.payload_json)?;
+        let client: Option<koshin_wire::ForwardedClient> = serde_json::from_str(&row.client_json)?;
+        let mut item = koshin_wire::UpwardItem {
+            kind: row.kind.clone(),
+            client,
+            batch: None,
+            deployment_status: None,
+            status: None,
+        };
+        match row.kind.as_str() {
+            "states" => item.batch = Some(serde_json::from_value(payload)?),
+            "deployment-status" => item.deployment_status = Some(serde_json::from_value(payload)?),
+            _ => item.status = Some(payload),
+        }
+        body.push(item);
     }
     let r: anyhow::Result<serde_json::Value> = answer(
         http()?
@@ -225,15 +270,19 @@ pub async fn forward_once(site: &Site) -> anyhow::Result<usize> {
         &format!("sending client data to the parent {code}"),
     )
     .await;
-    let now = jiff::Timestamp::now().as_millisecond();
-    let _ = site.store.link_contact(
+    record_link(
+        site,
         &code,
-        now,
         r.as_ref().err().map(|e| e.to_string()).as_deref(),
     );
     let answer = r?;
     for refused in answer["refused"].as_array().into_iter().flatten() {
-        tracing::warn!(parent = %code, refused = %refused, "the parent refused a client batch; it stays stored here");
+        tracing::warn!(parent = %code, refused = %refused, "the parent refused an item; it stays stored here");
+        site.repl_log.line(format!(
+            "The parent {code} refused {}: {}. It stays stored here.",
+            refused["item"].as_str().unwrap_or("an item"),
+            refused["reason"].as_str().unwrap_or("no reason given")
+        ));
     }
     let n = ids.len();
     let store = site.store.clone();
@@ -241,13 +290,107 @@ pub async fn forward_once(site: &Site) -> anyhow::Result<usize> {
     Ok(n)
 }
 
+/// Replicates the parent's global data (collections, deployments) changed since the last
+/// change applied here; an answer that does not add up is rolled back and everything asked
+/// for again. Returns the changes applied.
+pub async fn pull_global(site: &Site) -> anyhow::Result<koshin_store::global::GlobalApplied> {
+    let (code, url, token) = parent(site)?;
+    let since = site
+        .store
+        .site_links()?
+        .into_iter()
+        .find(|l| l.code == code)
+        .map(|l| l.global_seq)
+        .unwrap_or(0);
+    let fetch = |since: i64| {
+        let (url, token, code) = (url.clone(), token.clone(), code.clone());
+        async move {
+            let r: anyhow::Result<koshin_wire::GlobalData> = answer(
+                http()?
+                    .get(format!("{url}/api/v1/sites/global?since={since}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await,
+                &format!("replicating global data from the parent {code}"),
+            )
+            .await;
+            r
+        }
+    };
+    let r = fetch(since).await;
+    record_link(
+        site,
+        &code,
+        r.as_ref().err().map(|e| e.to_string()).as_deref(),
+    );
+    let data = r?;
+    if data.upto == since && !data.full {
+        return Ok(Default::default());
+    }
+    let apply = |data: koshin_wire::GlobalData| {
+        let store = site.store.clone();
+        let code = code.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let now = jiff::Timestamp::now().as_millisecond();
+                store
+                    .apply_global(&code, &data, now)
+                    .map(|a| (a, data.upto))
+            })
+            .await
+        }
+    };
+    let (applied, upto) = match apply(data).await? {
+        Ok(done) => done,
+        Err(e @ (koshin_store::StoreError::Corrupt(_) | koshin_store::StoreError::Conflict(_))) => {
+            site.repl_log.line(format!(
+                "Global data from {code} not applied: {e}. Replicating all of it again"
+            ));
+            let data = fetch(0).await?;
+            apply(data).await??
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if applied != Default::default() {
+        site.status.report(
+            &site.repl_log,
+            koshin_domain::status::REPLICATION_MANAGER,
+            koshin_domain::status::GLOBAL_REPLICATED,
+            koshin_domain::status::Severity::Informational,
+            vec![
+                code.clone(),
+                upto.to_string(),
+                applied.collections.to_string(),
+                applied.deployments.to_string(),
+                applied.deleted.to_string(),
+            ],
+            Default::default(),
+        );
+        if applied.distributions > 0 {
+            site.content.wake.notify_one();
+        }
+    }
+    Ok(applied)
+}
+
+/// How often a child asks its parent for global data changes (and at every sync).
+const GLOBAL_EVERY: Duration = Duration::from_secs(15);
+
 /// Forwards client data to the parent until `stop`: at once while there is more, every two
-/// seconds when the queue is empty, backing off to a minute while the parent is away.
+/// seconds when the queue is empty, backing off to a minute while the parent is away; and
+/// replicates the parent's global data every 15 seconds.
 pub async fn forward(site: std::sync::Arc<Site>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut failures = 0u32;
+    let mut last_global = std::time::Instant::now() - GLOBAL_EVERY;
     loop {
         if *stop.borrow() {
             return;
+        }
+        if last_global.elapsed() >= GLOBAL_EVERY {
+            last_global = std::time::Instant::now();
+            if let Err(e) = pull_global(&site).await {
+                tracing::warn!(error = %e, "global data from the parent waits");
+            }
         }
         let wait = match forward_once(&site).await {
             Ok(n) if n > 0 => {

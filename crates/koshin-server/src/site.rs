@@ -21,6 +21,8 @@ pub struct Site {
     pub status: StatusReporter,
     pub sync: SyncHandle,
     pub sync_log: Arc<ComponentLog>,
+    /// The replication manager's log (`replmgr.log`): links, global data, data sent up.
+    pub repl_log: Arc<ComponentLog>,
     /// The site's certificate authority and certificate (`DATA/pki/`).
     pub pki: SitePki,
     /// The content library, the site's own distribution point, the archive key.
@@ -60,6 +62,11 @@ impl Site {
             "wsyncmgr.log",
             koshin_domain::status::SYNC_MANAGER,
         ));
+        let repl_log = Arc::new(ComponentLog::open(
+            &data.join("logs"),
+            "replmgr.log",
+            koshin_domain::status::REPLICATION_MANAGER,
+        ));
         Ok(Arc::new(Site {
             data: data.to_path_buf(),
             config,
@@ -67,6 +74,7 @@ impl Site {
             status,
             sync: SyncHandle::default(),
             sync_log,
+            repl_log,
             pki,
             content,
         }))

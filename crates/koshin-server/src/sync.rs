@@ -875,6 +875,13 @@ impl SyncManager {
             cfg.site.code, outcome.content_version
         ));
         let _ = store.set_replicated_cv(&parent, parent_cv);
+        // Global data (collections, deployments) replicates continuously; a sync takes what
+        // changed too, so a deployment of the new updates arrives with them.
+        if let Err(e) = crate::hierarchy::pull_global(&site).await {
+            self.log(format!(
+                "Global data from parent site {parent} waits: {e:#}"
+            ));
+        }
         // Phase 3 (S8): the replica update points, one at a time, after the active one.
         self.sync_replicas().await;
         let policy =

@@ -203,6 +203,7 @@ impl CollectionStore for SqliteStore {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
         let found = find(&tx, key)?.ok_or_else(|| not_found(key))?;
+        crate::global::refuse_replicated(&tx, "collections", found.key)?;
         if found.record.built_in {
             return Err(StoreError::Invalid(format!(
                 "{} ({}) holds every client; its members cannot be changed",
@@ -247,6 +248,7 @@ impl CollectionStore for SqliteStore {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
         let found = find(&tx, key)?.ok_or_else(|| not_found(key))?;
+        crate::global::refuse_replicated(&tx, "collections", found.key)?;
         if found.record.built_in {
             return Err(StoreError::Invalid(format!(
                 "{} is built in and cannot be deleted",

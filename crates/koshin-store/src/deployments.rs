@@ -212,6 +212,7 @@ impl SqliteStore {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
         let id = deployment_key(&tx, key)?;
+        crate::global::refuse_replicated(&tx, "deployments", id)?;
         change(&tx, id)?;
         write_audit(&tx, audit)?;
         let d = load_deployment(&tx, id)?;

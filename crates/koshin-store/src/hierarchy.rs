@@ -10,13 +10,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::sqlite::{SqliteStore, lock};
 use crate::traits::{
     AuditEntry, ClientIdentity, HierarchyStore, NewClient, ReplicaUpdate, SiteLink,
-    UpdatePointRecord,
+    UpdatePointRecord, UpwardRow,
 };
 use crate::trust::write_audit;
 use crate::{Result, StoreError};
 
-const LINK_COLUMNS: &str =
-    "code, relation, kind, url, joined_ms, last_seen_ms, last_error, notify_pending, replicated_cv";
+const LINK_COLUMNS: &str = "code, relation, kind, url, joined_ms, last_seen_ms, last_error, notify_pending, replicated_cv,
+     global_seq, link_down, CASE relation WHEN 'parent' THEN (SELECT COUNT(*) FROM upward_queue) ELSE 0 END";
 
 fn link_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteLink> {
     Ok(SiteLink {
@@ -29,6 +29,9 @@ fn link_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SiteLink> {
         last_error: r.get(6)?,
         notify_pending: r.get::<_, i64>(7)? != 0,
         replicated_cv: r.get(8)?,
+        global_seq: r.get(9)?,
+        down: r.get::<_, i64>(10)? != 0,
+        queued_up: r.get(11)?,
     })
 }
 
@@ -191,13 +194,20 @@ impl HierarchyStore for SqliteStore {
         Ok(())
     }
 
-    fn upward_batches(&self, limit: u32) -> Result<Vec<(i64, String, String)>> {
+    fn upward_batches(&self, limit: u32) -> Result<Vec<UpwardRow>> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, client_json, batch_json FROM upward_queue ORDER BY id LIMIT ?1",
+            "SELECT id, kind, client_json, batch_json FROM upward_queue ORDER BY id LIMIT ?1",
         )?;
         Ok(stmt
-            .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map(params![limit], |r| {
+                Ok(UpwardRow {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    client_json: r.get(2)?,
+                    payload_json: r.get(3)?,
+                })
+            })?
             .collect::<rusqlite::Result<_>>()?)
     }
 

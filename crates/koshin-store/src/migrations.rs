@@ -577,4 +577,102 @@ CREATE TABLE update_points (
     last_error TEXT
 );
 "#,
+    // 12: global data down the hierarchy, and more client data up. Every change to a
+    // collection (its members, its windows) or a deployment (its updates, its package) is
+    // logged with a sequence number by triggers, in the change's own transaction, so a child
+    // asks for what changed after the last number it applied. Replicated rows carry the
+    // site they came from (`origin`); the sequence a child has applied is on its parent
+    // link. A child site queues its status messages, and its clients' states of replicated
+    // deployments, for the parent in the transaction that stores them; a status message
+    // keeps its origin (`SITE:id`) so the parent stores it once.
+    r#"
+ALTER TABLE collections ADD COLUMN origin TEXT;
+ALTER TABLE deployments ADD COLUMN origin TEXT;
+ALTER TABLE content_packages ADD COLUMN origin TEXT;
+ALTER TABLE maintenance_windows ADD COLUMN origin TEXT;
+ALTER TABLE site_links ADD COLUMN global_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE site_links ADD COLUMN link_down INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE upward_queue ADD COLUMN kind TEXT NOT NULL DEFAULT 'states';
+ALTER TABLE status_messages ADD COLUMN origin TEXT;
+CREATE UNIQUE INDEX status_messages_origin ON status_messages(origin) WHERE origin IS NOT NULL;
+CREATE TABLE global_changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('collection', 'deployment')),
+    object_id TEXT NOT NULL
+);
+CREATE INDEX global_changes_object ON global_changes(kind, object_id, seq);
+CREATE TRIGGER global_collection_insert AFTER INSERT ON collections WHEN NEW.built_in = 0
+BEGIN INSERT INTO global_changes(kind, object_id) VALUES ('collection', NEW.collection_id); END;
+CREATE TRIGGER global_collection_update AFTER UPDATE ON collections
+BEGIN INSERT INTO global_changes(kind, object_id) VALUES ('collection', NEW.collection_id); END;
+CREATE TRIGGER global_collection_delete AFTER DELETE ON collections WHEN OLD.built_in = 0
+BEGIN INSERT INTO global_changes(kind, object_id) VALUES ('collection', OLD.collection_id); END;
+CREATE TRIGGER global_member_insert AFTER INSERT ON collection_members
+BEGIN INSERT INTO global_changes(kind, object_id)
+    SELECT 'collection', collection_id FROM collections WHERE id = NEW.collection; END;
+CREATE TRIGGER global_member_delete AFTER DELETE ON collection_members
+BEGIN INSERT INTO global_changes(kind, object_id)
+    SELECT 'collection', collection_id FROM collections WHERE id = OLD.collection; END;
+CREATE TRIGGER global_window_insert AFTER INSERT ON maintenance_windows
+BEGIN INSERT INTO global_changes(kind, object_id)
+    SELECT 'collection', collection_id FROM collections WHERE id = NEW.collection; END;
+CREATE TRIGGER global_window_update AFTER UPDATE ON maintenance_windows
+BEGIN INSERT INTO global_changes(kind, object_id)
+    SELECT 'collection', collection_id FROM collections WHERE id = NEW.collection; END;
+CREATE TRIGGER global_window_delete AFTER DELETE ON maintenance_windows
+BEGIN INSERT INTO global_changes(kind, object_id)
+    SELECT 'collection', collection_id FROM collections WHERE id = OLD.collection; END;
+CREATE TRIGGER global_deployment_insert AFTER INSERT ON deployments
+BEGIN INSERT INTO global_changes(kind, object_id) VALUES ('deployment', NEW.deployment_id); END;
+CREATE TRIGGER global_deployment_update AFTER UPDATE ON deployments
+BEGIN INSERT INTO global_changes(kind, object_id) VALUES ('deployment', NEW.deployment_id); END;
+CREATE TRIGGER global_deployment_delete AFTER DELETE ON deployments
+BEGIN INSERT INTO global_changes(kind, object_id) VALUES ('deployment', OLD.deployment_id); END;
+CREATE TRIGGER global_deployment_update_insert AFTER INSERT ON deployment_updates
+BEGIN INSERT INTO global_changes(kind, object_id)
+    SELECT 'deployment', deployment_id FROM deployments WHERE id = NEW.deployment; END;
+CREATE TRIGGER global_deployment_update_update AFTER UPDATE ON deployment_updates
+BEGIN INSERT INTO global_changes(kind, object_id)
+    SELECT 'deployment', deployment_id FROM deployments WHERE id = NEW.deployment; END;
+CREATE TRIGGER global_package_update AFTER UPDATE ON content_packages
+BEGIN INSERT INTO global_changes(kind, object_id)
+    SELECT 'deployment', deployment_id FROM deployments WHERE package = NEW.id; END;
+CREATE TRIGGER upward_status AFTER INSERT ON status_messages
+WHEN EXISTS (SELECT 1 FROM site_links WHERE relation = 'parent')
+BEGIN INSERT INTO upward_queue(kind, client_id, client_json, batch_json, queued_ms)
+    VALUES ('status', '', 'null', json_object(
+        'origin', COALESCE(NEW.origin, (SELECT value FROM site_kv WHERE key = 'site_code') || ':' || NEW.id),
+        'message_id', NEW.message_id, 'severity', NEW.severity, 'level', NEW.level,
+        'source', NEW.source, 'component', NEW.component, 'system', NEW.system, 'site', NEW.site,
+        'process_id', NEW.process_id, 'thread_id', NEW.thread_id, 'time_ms', NEW.time_ms,
+        'insertion_strings', json(NEW.insertion_strings), 'attributes', json(NEW.attributes)),
+        NEW.time_ms); END;
+CREATE TRIGGER upward_deployment_status_insert AFTER INSERT ON deployment_status
+WHEN EXISTS (SELECT 1 FROM site_links WHERE relation = 'parent')
+    AND EXISTS (SELECT 1 FROM deployments WHERE id = NEW.deployment AND origin IS NOT NULL)
+BEGIN INSERT INTO upward_queue(kind, client_id, client_json, batch_json, queued_ms)
+    SELECT 'deployment-status', c.client_id, json_object('client_id', c.client_id, 'name', c.name,
+            'os', c.os, 'os_release', c.os_release, 'architecture', c.architecture, 'site', c.site,
+            'agent_version', c.agent_version),
+        json_object('deployment_id', d.deployment_id, 'generation', NEW.generation,
+            'state', NEW.state, 'detail', NEW.detail, 'time_ms', NEW.time_ms),
+        NEW.time_ms
+    FROM clients c, deployments d WHERE c.id = NEW.client AND d.id = NEW.deployment; END;
+CREATE TRIGGER upward_deployment_status_update AFTER UPDATE ON deployment_status
+WHEN EXISTS (SELECT 1 FROM site_links WHERE relation = 'parent')
+    AND EXISTS (SELECT 1 FROM deployments WHERE id = NEW.deployment AND origin IS NOT NULL)
+BEGIN INSERT INTO upward_queue(kind, client_id, client_json, batch_json, queued_ms)
+    SELECT 'deployment-status', c.client_id, json_object('client_id', c.client_id, 'name', c.name,
+            'os', c.os, 'os_release', c.os_release, 'architecture', c.architecture, 'site', c.site,
+            'agent_version', c.agent_version),
+        json_object('deployment_id', d.deployment_id, 'generation', NEW.generation,
+            'state', NEW.state, 'detail', NEW.detail, 'time_ms', NEW.time_ms),
+        NEW.time_ms
+    FROM clients c, deployments d WHERE c.id = NEW.client AND d.id = NEW.deployment; END;
+-- What this site held before the log existed is global data too.
+INSERT INTO global_changes(kind, object_id)
+    SELECT 'collection', collection_id FROM collections ORDER BY id;
+INSERT INTO global_changes(kind, object_id)
+    SELECT 'deployment', deployment_id FROM deployments ORDER BY id;
+"#,
 ];

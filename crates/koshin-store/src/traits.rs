@@ -618,6 +618,42 @@ pub struct SiteLink {
     pub notify_pending: bool,
     /// For the parent link: the parent's content version last replicated here.
     pub replicated_cv: i64,
+    /// For the parent link: the last global-data change applied here.
+    pub global_seq: i64,
+    /// The last contact failed (and the link's status message said so).
+    pub down: bool,
+    /// For the parent link: items queued here for it.
+    pub queued_up: i64,
+}
+
+/// One item queued for the parent: its kind (`states`, `deployment-status`, `status`), the
+/// client (JSON, `null` for a status message) and the payload (JSON), as queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpwardRow {
+    pub id: i64,
+    pub kind: String,
+    pub client_json: String,
+    pub payload_json: String,
+}
+
+/// Global data down the hierarchy (`global.rs`), status messages up, and the state of links.
+pub trait GlobalStore: Send + Sync {
+    /// The collections and deployments changed after change `since` (all when 0).
+    fn global_changes(&self, since: i64) -> Result<koshin_wire::GlobalData>;
+    /// Applies a parent's answer, verified, in one transaction with the new sequence.
+    fn apply_global(
+        &self,
+        parent: &str,
+        data: &koshin_wire::GlobalData,
+        now_ms: i64,
+    ) -> Result<crate::global::GlobalApplied>;
+    /// Stores status messages a child sent up, once each by origin; how many were new.
+    fn store_forwarded_status(
+        &self,
+        messages: &[(String, koshin_domain::status::StatusMessage)],
+    ) -> Result<u64>;
+    /// Marks a link down or up; true when that changed its state.
+    fn set_link_down(&self, code: &str, down: bool) -> Result<bool>;
 }
 
 /// An update as a parent replicates it to its children: its metadata and whether it expired.
@@ -665,7 +701,7 @@ pub trait HierarchyStore: Send + Sync {
     fn replica_catalog(&self) -> Result<(String, i64, String, Vec<ReplicaUpdate>)>;
     /// Up to `limit` queued client batches for the parent, oldest first: (queue id, client,
     /// batch), JSON as queued.
-    fn upward_batches(&self, limit: u32) -> Result<Vec<(i64, String, String)>>;
+    fn upward_batches(&self, limit: u32) -> Result<Vec<UpwardRow>>;
     /// The parent acknowledged these.
     fn upward_done(&self, ids: &[i64]) -> Result<()>;
     /// A client of a child site, as the child reports it: recorded (or updated) here as
@@ -720,6 +756,7 @@ pub trait Store:
     + ContentStore
     + DeploymentStore
     + HierarchyStore
+    + GlobalStore
 {
 }
 impl<T> Store for T where
@@ -736,5 +773,6 @@ impl<T> Store for T where
         + ContentStore
         + DeploymentStore
         + HierarchyStore
+        + GlobalStore
 {
 }

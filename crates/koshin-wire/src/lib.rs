@@ -1203,6 +1203,15 @@ pub struct SiteLinkOut {
     pub last_error: Option<String>,
     pub notify_pending: bool,
     pub replicated_content_version: i64,
+    /// For the parent link: the last global-data change applied here.
+    #[serde(default)]
+    pub global_seq: i64,
+    /// Whether the link is down (its last contact failed).
+    #[serde(default)]
+    pub down: bool,
+    /// Client data and status messages waiting here for the parent.
+    #[serde(default)]
+    pub queued_up: i64,
 }
 
 /// `POST /api/v1/sites/join-tokens`.
@@ -1246,4 +1255,128 @@ pub struct ForwardedClient {
     /// The site the client is enrolled at.
     pub site: String,
     pub agent_version: String,
+}
+
+/// `GET /api/v1/sites/global?since=SEQ`: the global data (collections, deployments) that
+/// changed at the parent after change `since`, each object whole as it is now, and what
+/// was deleted. `full` answers hold every object (the child drops replicated objects that
+/// are not in them). `totals` is what the parent holds in all, to verify the child's copy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GlobalData {
+    pub site: String,
+    pub since: i64,
+    pub upto: i64,
+    #[serde(default)]
+    pub full: bool,
+    pub collections: Vec<GlobalCollection>,
+    pub deployments: Vec<GlobalDeployment>,
+    pub deleted_collections: Vec<String>,
+    pub deleted_deployments: Vec<String>,
+    pub totals: GlobalTotals,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalTotals {
+    /// Collections other than All Systems.
+    pub collections: i64,
+    pub deployments: i64,
+}
+
+/// A collection as it replicates: its members by client id (a child keeps those that are
+/// its own clients or its children's), and its maintenance windows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalCollection {
+    pub collection_id: String,
+    pub name: String,
+    pub comment: String,
+    pub built_in: bool,
+    pub members: Vec<String>,
+    pub windows: Vec<GlobalWindow>,
+    pub created_ms: i64,
+    pub created_by: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalWindow {
+    pub name: String,
+    pub spec: String,
+}
+
+/// A deployment as it replicates, with its content package's definition (the child
+/// distributes it to its own distribution points).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalDeployment {
+    pub deployment_id: String,
+    pub name: String,
+    pub update_group: String,
+    pub collection_id: String,
+    pub package: Option<GlobalPackage>,
+    pub available: String,
+    pub deadline: Option<String>,
+    pub utc: bool,
+    pub allow_postpone: bool,
+    pub notification: String,
+    pub suppress_servers: bool,
+    pub suppress_workstations: bool,
+    pub download_first: bool,
+    pub recurrence_days: Option<i64>,
+    pub enabled: bool,
+    pub reenable_ms: Option<i64>,
+    pub generation: i64,
+    pub rollback_of: Option<String>,
+    /// (update id, removed at) of each update the deployment snapshotted.
+    pub updates: Vec<(String, Option<i64>)>,
+    pub created_ms: i64,
+    pub created_by: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalPackage {
+    pub package_id: String,
+    pub name: String,
+    pub priority: i64,
+    pub source_version: i64,
+    pub files: Vec<GlobalPackageFile>,
+    pub updates: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GlobalPackageFile {
+    pub sha256: String,
+    pub name: String,
+    pub size: i64,
+    pub filename: String,
+}
+
+/// A client's state of a replicated deployment, as a child forwards it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForwardedDeploymentStatus {
+    pub deployment_id: String,
+    pub generation: i64,
+    pub state: String,
+    pub detail: String,
+    pub time_ms: i64,
+}
+
+/// One item a child sends up: a client's state messages (`states`), a client's state of a
+/// replicated deployment (`deployment-status`), or a status message (`status`, with its
+/// origin `SITE:id`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpwardItem {
+    #[serde(default = "UpwardItem::states")]
+    pub kind: String,
+    #[serde(default)]
+    pub client: Option<ForwardedClient>,
+    #[serde(default)]
+    pub batch: Option<StateBatch>,
+    #[serde(default)]
+    pub deployment_status: Option<ForwardedDeploymentStatus>,
+    #[serde(default)]
+    pub status: Option<serde_json::Value>,
+}
+
+impl UpwardItem {
+    fn states() -> String {
+        "states".into()
+    }
 }

@@ -104,6 +104,8 @@ pub async fn run(
                     "URL",
                     "LAST SEEN",
                     "REPLICATED CV",
+                    "GLOBAL",
+                    "QUEUED UP",
                     "STATE",
                 ],
                 |l| {
@@ -122,10 +124,20 @@ pub async fn run(
                         } else {
                             String::new()
                         },
+                        if l.relation == "parent" {
+                            l.global_seq.to_string()
+                        } else {
+                            String::new()
+                        },
+                        if l.relation == "parent" {
+                            l.queued_up.to_string()
+                        } else {
+                            String::new()
+                        },
                         match (&l.last_error, l.notify_pending) {
-                            (Some(e), _) => format!("error: {e}"),
-                            (None, true) => "notification pending".into(),
-                            (None, false) => "OK".into(),
+                            (Some(e), _) => format!("down: {e}"),
+                            (None, true) => "active, notification pending".into(),
+                            (None, false) => "active".into(),
                         },
                     ]
                 },

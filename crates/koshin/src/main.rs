@@ -167,8 +167,24 @@ enum Command {
     },
 }
 
+/// Whether the command is a long-running server. A server keeps SIGPIPE ignored: a peer
+/// that goes away mid-answer (a child site killed, a client gone) must cost that one
+/// connection, never the process.
+fn serves(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Up { .. }
+            | Command::Site {
+                command: cmd_site::SiteCommand::Serve { .. }
+            }
+            | Command::Sup { .. }
+            | Command::Dp {
+                command: cmd_content::DpCommand::Serve { .. }
+            }
+    )
+}
+
 fn main() -> ExitCode {
-    koshin_agent::restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KOSHIN_LOG")
@@ -178,6 +194,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !serves(&cli.command) {
+        koshin_agent::restore_sigpipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,92 +2,15 @@
 //! against a real signed archive served on loopback, and the quick start against this
 //! machine's own APT sources (the live Debian archive).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::*;
+
 use koshin_testkit::{Archive, DebSpec, SuiteSpec};
-
-const KOSHIN: &str = env!("CARGO_BIN_EXE_koshin");
-
-/// A running `koshin` server process, killed on drop.
-struct Running {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `koshin <args>` and waits for the line that names its URL.
-fn start(args: &[&str], marker: &str) -> Running {
-    let mut child = Command::new(KOSHIN)
-        .args(args)
-        .env_remove("KOSHIN_TOKEN")
-        .env_remove("KOSHIN_SITE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("koshin starts");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    for stream in [
-        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().expect("stderr")),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                eprintln!("[koshin] {line}");
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = match rx.recv_timeout(left) {
-            Ok(line) => line,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("koshin did not print '{marker}' in time: {e}");
-            }
-        };
-        if let Some(url) = line
-            .split(marker)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-        {
-            let url = url.trim_end_matches("/api/v1").to_string();
-            // Keep draining output in the background.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return Running { child, url };
-        }
-    }
-}
-
-fn koshin(site: &str, token: &str, args: &[&str]) -> std::process::Output {
-    Command::new(KOSHIN)
-        .args(args)
-        .env("KOSHIN_SITE", site)
-        .env("KOSHIN_TOKEN", token)
-        .output()
-        .expect("koshin runs")
-}
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "koshin failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
 
 /// The sync manager's row of a `status-messages --summary --json` answer.
 fn sync_manager(summary: &serde_json::Value) -> &serde_json::Value {

@@ -590,7 +590,7 @@ pub fn disp(p: &Path) -> String {
 
 /// One API request: (status, JSON body or Null).
 pub async fn call(
-    site: &TestSite,
+    site: &Served,
     method: &str,
     path: &str,
     token: Option<&str>,
@@ -614,4 +614,65 @@ pub async fn call(
     let status = resp.status().as_u16();
     let v = resp.json().await.unwrap_or(serde_json::Value::Null);
     (status, v)
+}
+
+/// Runs dpkg on a test root (as a normal user, scripts outside a chroot).
+pub fn dpkg(root: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("dpkg")
+        .arg(format!("--root={}", root.display()))
+        .args(["--force-not-root", "--force-script-chrootless"])
+        .args(args)
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .expect("dpkg runs")
+}
+
+/// A real dpkg root with the archive's hello 2.10-3 and libfoo1 1.0-1 installed by dpkg,
+/// and an agent enrolled with it at `at`.
+pub async fn dpkg_machine(
+    archive: &Archive,
+    at: &Served,
+    name: &str,
+) -> (koshin_testkit::DpkgRoot, TestAgent) {
+    let root = koshin_testkit::DpkgRoot::new().expect("dpkg root");
+    std::fs::create_dir_all(root.path().join("etc")).expect("etc");
+    std::fs::create_dir_all(root.path().join("run")).expect("run");
+    let debs: Vec<PathBuf> = [("hello", "2.10-3", "hello"), ("libfoo1", "1.0-1", "libfoo")]
+        .iter()
+        .map(|(n, v, s)| {
+            archive.root().join(
+                DebSpec::new(n, v, "amd64")
+                    .source(s, None)
+                    .pool_path("main"),
+            )
+        })
+        .collect();
+    let mut args = vec!["-i"];
+    let paths: Vec<String> = debs.iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = dpkg(root.path(), &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let agent = TestAgent::with_root(name, root.path().to_path_buf());
+    at.enroll_agent(&agent).await;
+    (root, agent)
+}
+
+/// The agent fetches its policy and evaluates its deployments (installing what is due).
+pub async fn evaluate_deployments(agent: &TestAgent) -> Vec<koshin_agent::deploy::Evaluated> {
+    koshin_agent::runner::poll_policy(&agent.db(), &agent.mp())
+        .await
+        .expect("policy");
+    koshin_agent::deploy::evaluate(
+        &mut agent.db(),
+        &agent.mp(),
+        &agent.root,
+        &agent.state,
+        true,
+    )
+    .await
+    .expect("evaluate")
 }

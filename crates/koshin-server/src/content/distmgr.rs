@@ -233,12 +233,24 @@ async fn library_files(
 ) -> anyhow::Result<Vec<LibraryFile>> {
     let store = site.store.clone();
     let files = tokio::task::spawn_blocking(move || store.package_files(package_key)).await??;
-    let sources = crate::sync::configured_sources(&site.config).map_err(anyhow::Error::msg)?;
-    let mut bases: Vec<String> = Vec::new();
+    let mut bases: Vec<library::FileSource> = Vec::new();
+    // A child site takes its files from its parent's library: the parent fetched them for
+    // the same deployment. The upstream, when this site has one, is tried after it.
+    if !site.config.site.parent.is_empty()
+        && let Ok((_, url, token)) = crate::hierarchy::parent(site)
+    {
+        bases.push(library::FileSource::Parent { url, token });
+    }
+    let mut seen = std::collections::HashSet::new();
+    let sources = match crate::sync::configured_sources(&site.config) {
+        Ok(s) => s,
+        Err(e) if bases.is_empty() => anyhow::bail!(e),
+        Err(_) => Vec::new(),
+    };
     for s in sources {
         let b = s.base();
-        if !bases.contains(&b) {
-            bases.push(b);
+        if seen.insert(b.clone()) {
+            bases.push(library::FileSource::Upstream(b));
         }
     }
     let mut out = Vec::with_capacity(files.len());

@@ -44,6 +44,17 @@ pub async fn download(
     part: &Path,
     size: u64,
 ) -> anyhow::Result<bool> {
+    download_as(client, url, None, part, size).await
+}
+
+/// `download`, presenting a bearer token (a child site fetching from its parent's library).
+pub async fn download_as(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    part: &Path,
+    size: u64,
+) -> anyhow::Result<bool> {
     let mut have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     if have > size {
         std::fs::remove_file(part)?;
@@ -53,6 +64,9 @@ pub async fn download(
         return Ok(true);
     }
     let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
@@ -99,15 +113,42 @@ pub async fn download(
     Ok(true)
 }
 
-/// Makes sure `f` is in the library: there already, or fetched from one of `bases` (each
-/// an upstream archive root ending in '/'), with up to three resumed attempts each, then
-/// verified and its control stanza read.
+/// Where a library file can come from: an upstream archive root (ending in '/', the file at
+/// its pool path), or the parent site's library (the file by SHA-256, with the link token).
+#[derive(Clone, Debug)]
+pub enum FileSource {
+    Upstream(String),
+    Parent { url: String, token: String },
+}
+
+impl FileSource {
+    fn url(&self, f: &PackageFile) -> String {
+        match self {
+            FileSource::Upstream(base) => format!("{base}{}", f.filename.trim_start_matches('/')),
+            FileSource::Parent { url, .. } => format!(
+                "{}/api/v1/sites/library/{}",
+                url.trim_end_matches('/'),
+                f.sha256
+            ),
+        }
+    }
+
+    fn token(&self) -> Option<&str> {
+        match self {
+            FileSource::Upstream(_) => None,
+            FileSource::Parent { token, .. } => Some(token),
+        }
+    }
+}
+
+/// Makes sure `f` is in the library: there already, or fetched from one of `bases`, with up
+/// to three resumed attempts each, then verified and its control stanza read.
 pub async fn ensure(
     library: &Path,
     store: &std::sync::Arc<dyn koshin_store::Store>,
     client: &reqwest::Client,
     f: &PackageFile,
-    bases: &[String],
+    bases: &[FileSource],
 ) -> anyhow::Result<LibraryFile> {
     let path = library_path(library, &f.sha256);
     if let Some(known) = store.library_file(&f.sha256)?
@@ -123,9 +164,9 @@ pub async fn ensure(
     let mut last = String::from("no upstream is configured");
     let mut found = false;
     'bases: for base in bases {
-        let url = format!("{base}{}", f.filename.trim_start_matches('/'));
+        let url = base.url(f);
         for _ in 0..3 {
-            match download(client, &url, &part, size).await {
+            match download_as(client, &url, base.token(), &part, size).await {
                 Ok(true) => {
                     found = true;
                     break 'bases;

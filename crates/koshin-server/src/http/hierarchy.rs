@@ -30,6 +30,9 @@ pub(crate) fn link_out(l: SiteLink) -> SiteLinkOut {
         last_error: l.last_error,
         notify_pending: l.notify_pending,
         replicated_content_version: l.replicated_cv,
+        global_seq: l.global_seq,
+        down: l.down,
+        queued_up: l.queued_up,
     }
 }
 
@@ -130,14 +133,10 @@ pub async fn catalog(
             link.code
         )));
     }
+    contact(&site, &link.code).await;
     let store = site.store.clone();
-    let now = jiff::Timestamp::now().as_millisecond();
-    let code = link.code.clone();
-    let (source_id, content_version, content_token, updates) = blocking(move || {
-        store.link_contact(&code, now, None)?;
-        Ok(store.replica_catalog()?)
-    })
-    .await?;
+    let (source_id, content_version, content_token, updates) =
+        blocking(move || Ok(store.replica_catalog()?)).await?;
     Ok(Json(ReplicaCatalog {
         site: site.config.site.code.clone(),
         source_id,
@@ -180,8 +179,8 @@ pub async fn hello(
             link.code
         )));
     }
+    contact(&site, &link.code).await;
     let store = site.store.clone();
-    let now = jiff::Timestamp::now().as_millisecond();
     blocking(move || {
         if let Some(url) = m
             .url
@@ -189,27 +188,30 @@ pub async fn hello(
         {
             store.set_link_url(&link.code, &url)?;
         }
-        store.link_contact(&link.code, now, None)?;
         Ok(Json(serde_json::json!({ "ok": true })))
     })
     .await
 }
 
-/// One client's batch as a child forwards it.
-#[derive(serde::Deserialize, serde::Serialize)]
-pub struct ForwardedBatch {
-    pub client: koshin_wire::ForwardedClient,
-    pub batch: koshin_wire::StateBatch,
+/// A status message as a child sends it up: its origin (`SITE:id`, unique in the
+/// hierarchy) and the message.
+#[derive(serde::Deserialize)]
+struct ForwardedStatus {
+    origin: String,
+    #[serde(flatten)]
+    message: koshin_domain::status::StatusMessage,
 }
 
-/// A child's clients' state messages (S9: client data flows up). Each client is recorded as
-/// a client of the site it belongs to, and its batch stored as if it came directly — once,
-/// whatever the number of deliveries (the batch id). A child may not report for this site
-/// or for another of its children.
+/// What a child sends up (S9: client data flows up): its clients' state messages, their
+/// states of replicated deployments, and status messages. Each client is recorded as a
+/// client of the site it belongs to, and its data stored as if it came directly — once,
+/// whatever the number of deliveries (a batch by its id, a deployment state by its time, a
+/// status message by its origin). A child may not report for this site or for another of
+/// its children.
 pub async fn client_batches(
     LinkedSite(link): LinkedSite,
     State(site): State<Arc<Site>>,
-    Json(items): Json<Vec<ForwardedBatch>>,
+    Json(items): Json<Vec<koshin_wire::UpwardItem>>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     if link.relation != "child" {
         return Err(AppError::Forbidden(format!(
@@ -222,6 +224,7 @@ pub async fn client_batches(
             "at most 1000 batches at a time".into(),
         ));
     }
+    contact(&site, &link.code).await;
     let store = site.store.clone();
     let own = site.config.site.code.clone();
     let now = jiff::Timestamp::now().as_millisecond();
@@ -232,58 +235,181 @@ pub async fn client_batches(
             .filter(|l| l.relation == "child" && l.code != link.code)
             .map(|l| l.code)
             .collect();
+        let foreign = |site_code: &str| {
+            site_code.eq_ignore_ascii_case(&own)
+                || siblings.iter().any(|s| s.eq_ignore_ascii_case(site_code))
+        };
         let mut stored = 0u64;
         let mut refused = Vec::new();
+        let mut statuses = Vec::new();
         for item in &items {
-            let c = &item.client;
-            if c.site.eq_ignore_ascii_case(&own)
-                || siblings.iter().any(|s| s.eq_ignore_ascii_case(&c.site))
-            {
+            if item.kind == "status" {
+                let Some(v) = &item.status else {
+                    return Err(AppError::BadRequest("a status item without its message".into()));
+                };
+                let f: ForwardedStatus = serde_json::from_value(v.clone()).map_err(|e| {
+                    AppError::BadRequest(format!("a status message sent up does not read: {e}"))
+                })?;
+                if foreign(&f.message.site) {
+                    return Err(AppError::Forbidden(format!(
+                        "{} may send up only its own subtree's status messages, not those of {}",
+                        link.code, f.message.site
+                    )));
+                }
+                statuses.push((f.origin, f.message));
+                continue;
+            }
+            let Some(c) = &item.client else {
+                return Err(AppError::BadRequest(format!(
+                    "a '{}' item without its client",
+                    item.kind
+                )));
+            };
+            if foreign(&c.site) {
                 return Err(AppError::Forbidden(format!(
                     "{} may report only for its own clients, not for a client of {}",
                     link.code, c.site
                 )));
             }
-            if item.batch.client_id != c.client_id {
-                return Err(AppError::BadRequest(format!(
-                    "batch {} names client {}, not {}",
-                    item.batch.batch_id, item.batch.client_id, c.client_id
-                )));
-            }
-            let identity = store.remote_client(
-                &koshin_store::NewClient {
-                    client_id: c.client_id.clone(),
-                    name: c.name.clone(),
-                    os: c.os.clone(),
-                    os_release: c.os_release.clone(),
-                    architecture: c.architecture.clone(),
-                    site: c.site.clone(),
-                    agent_version: c.agent_version.clone(),
-                },
-                now,
-            );
-            // A batch this site can never take (its client id is another site's client, or
-            // the batch does not validate) is named and acknowledged, so that it does not
-            // hold up the child's queue behind it for ever; the child still holds it.
-            let r = identity.and_then(|id| store.ingest_states(&id, &item.batch, now));
+            let identity = || {
+                store.remote_client(
+                    &koshin_store::NewClient {
+                        client_id: c.client_id.clone(),
+                        name: c.name.clone(),
+                        os: c.os.clone(),
+                        os_release: c.os_release.clone(),
+                        architecture: c.architecture.clone(),
+                        site: c.site.clone(),
+                        agent_version: c.agent_version.clone(),
+                    },
+                    now,
+                )
+            };
+            let (what, r) = match (item.kind.as_str(), &item.batch, &item.deployment_status) {
+                ("states", Some(batch), _) => {
+                    if batch.client_id != c.client_id {
+                        return Err(AppError::BadRequest(format!(
+                            "batch {} names client {}, not {}",
+                            batch.batch_id, batch.client_id, c.client_id
+                        )));
+                    }
+                    (
+                        batch.batch_id.clone(),
+                        identity()
+                            .and_then(|id| store.ingest_states(&id, batch, now))
+                            .map(|ack| ack.stored),
+                    )
+                }
+                ("deployment-status", _, Some(d)) => (
+                    format!("state of deployment {}", d.deployment_id),
+                    identity()
+                        .and_then(|id| {
+                            store.report_deployment_status(
+                                id.rowid,
+                                &d.deployment_id,
+                                d.generation,
+                                &d.state,
+                                &d.detail,
+                                d.time_ms,
+                            )
+                        })
+                        .map(|()| 1),
+                ),
+                (kind, _, _) => {
+                    return Err(AppError::BadRequest(format!(
+                        "an item of kind '{kind}' without what that kind carries"
+                    )));
+                }
+            };
+            // An item this site can never take (its client id is another site's client,
+            // it does not validate, its deployment is not known here) is named and
+            // acknowledged, so that it does not hold up the child's queue behind it for
+            // ever; the child still holds it.
             match r {
-                Ok(ack) => stored += ack.stored,
+                Ok(n) => stored += n,
                 Err(e @ (koshin_store::StoreError::Conflict(_)
-                | koshin_store::StoreError::Invalid(_))) => {
-                    tracing::warn!(child = %link.code, batch = %item.batch.batch_id, error = %e, "client batch refused");
+                | koshin_store::StoreError::Invalid(_)
+                | koshin_store::StoreError::NotFound(_))) => {
+                    tracing::warn!(child = %link.code, item = %what, error = %e, "item from a child refused");
                     refused.push(serde_json::json!({
-                        "batch_id": item.batch.batch_id, "client_id": c.client_id, "reason": e.to_string(),
+                        "item": what, "client_id": c.client_id, "reason": e.to_string(),
                     }));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        store.link_contact(&link.code, now, None)?;
+        if !statuses.is_empty() {
+            stored += store.store_forwarded_status(&statuses)?;
+        }
         Ok(Json(serde_json::json!({
             "batches": items.len(), "stored": stored, "refused": refused,
         })))
     })
     .await
+}
+
+/// `GET /api/v1/sites/global?since=SEQ`: the collections and deployments that changed
+/// here after a child's last applied change (global data, S9).
+pub async fn global(
+    LinkedSite(link): LinkedSite,
+    State(site): State<Arc<Site>>,
+    axum::extract::Query(q): axum::extract::Query<GlobalQuery>,
+) -> Result<Json<koshin_wire::GlobalData>, AppError> {
+    if link.relation != "child" {
+        return Err(AppError::Forbidden(format!(
+            "{} is this site's parent, not a child: it does not replicate from here",
+            link.code
+        )));
+    }
+    contact(&site, &link.code).await;
+    let store = site.store.clone();
+    blocking(move || Ok(Json(store.global_changes(q.since)?))).await
+}
+
+/// A linked site reached this one: its link is up (4801 when it was down).
+async fn contact(site: &Arc<Site>, code: &str) {
+    let (site, code) = (site.clone(), code.to_string());
+    let _ = tokio::task::spawn_blocking(move || crate::hierarchy::record_link(&site, &code, None))
+        .await;
+}
+
+#[derive(serde::Deserialize)]
+pub struct GlobalQuery {
+    #[serde(default)]
+    since: i64,
+}
+
+/// `GET /api/v1/sites/library/{sha256}`: a file of this site's content library, for a
+/// child distributing a replicated deployment's package (Range requests resume).
+pub async fn library_file(
+    LinkedSite(link): LinkedSite,
+    State(site): State<Arc<Site>>,
+    axum::extract::Path(sha256): axum::extract::Path<String>,
+    request: axum::extract::Request,
+) -> Result<axum::response::Response, AppError> {
+    use tower::ServiceExt;
+    if link.relation != "child" {
+        return Err(AppError::Forbidden(format!(
+            "{} is not a child site",
+            link.code
+        )));
+    }
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AppError::BadRequest(
+            "a library file is named by its SHA-256 (64 hex digits)".into(),
+        ));
+    }
+    let path = crate::content::library_path(&site.content.library, &sha256.to_ascii_lowercase());
+    if !path.is_file() {
+        return Err(AppError::NotFound(format!(
+            "{sha256} is not in this site's content library"
+        )));
+    }
+    tower_http::services::ServeFile::new(path)
+        .oneshot(request)
+        .await
+        .map(axum::response::IntoResponse::into_response)
+        .map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// `POST /api/v1/sups/register`: a replica update point (`koshin sup serve`) registers.

@@ -149,6 +149,8 @@ routes! {
     "POST" "/api/v1/sites/hello", Site => post(hierarchy::hello);
     "POST" "/api/v1/sites/client-batches", Site
         => post(hierarchy::client_batches).layer(DefaultBodyLimit::max(256 << 20));
+    "GET" "/api/v1/sites/global", Site => get(hierarchy::global);
+    "GET" "/api/v1/sites/library/{sha256}", Site => get(hierarchy::library_file);
     "POST" "/api/v1/sups/register", Admin(ManageSite) => post(hierarchy::register_sup);
     "GET" "/api/v1/sups", Admin(Read) => get(hierarchy::sups);
     "GET" "/api/v1/sups/catalog", Replica => get(hierarchy::sup_catalog);
