@@ -577,4 +577,10 @@ CREATE TABLE update_points (
     last_error TEXT
 );
 "#,
+    // 12 (catalog export and internet-facing update points, branch isup): an update point
+    // registered as internet-facing (S10) is listed in policy but not synced in the site's
+    // sync; it polls the site itself.
+    r#"
+ALTER TABLE update_points ADD COLUMN internet INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

@@ -720,6 +720,7 @@ pub trait Store:
     + ContentStore
     + DeploymentStore
     + HierarchyStore
+    + crate::export::ExportStore
 {
 }
 impl<T> Store for T where
@@ -736,5 +737,6 @@ impl<T> Store for T where
         + ContentStore
         + DeploymentStore
         + HierarchyStore
+        + crate::export::ExportStore
 {
 }
