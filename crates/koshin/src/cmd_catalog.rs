@@ -190,8 +190,23 @@ fn write_atomically(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// `koshin sup import FILE --data DIR`: offline, into an internet-facing update point.
-pub fn sup_import(file: &Path, data: &Path, json: bool) -> anyhow::Result<ExitCode> {
+pub fn sup_import(
+    file: &Path,
+    data: &Path,
+    key: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Only an update point's folder takes keys (not any folder named by mistake).
+    koshin_server::isup::InternetSup::identity(data)?;
+    if let Some(k) = key {
+        let text =
+            std::fs::read_to_string(k).with_context(|| format!("cannot read {}", k.display()))?;
+        let (fingerprint, user_ids) = koshin_server::export::trust_key(data, &text)?;
+        if !json {
+            println!("Trusting key {fingerprint} ({})", user_ids.join(", "));
+        }
+    }
     let pb = spinner(format!(
         "importing {} ({} bytes)",
         file.display(),

@@ -87,6 +87,10 @@ enum SupCommand {
         file: PathBuf,
         #[arg(long)]
         data: PathBuf,
+        /// Another exporter's public archive key to trust (its site's key is trusted
+        /// already, from registration).
+        #[arg(long)]
+        key: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -250,8 +254,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Content { command } => cmd_content::content(&api()?, command).await,
         Command::Catalog { command } => cmd_catalog::run(&api()?, command).await,
         Command::Sup {
-            command: SupCommand::Import { file, data, json },
-        } => cmd_catalog::sup_import(&file, &data, json),
+            command:
+                SupCommand::Import {
+                    file,
+                    data,
+                    key,
+                    json,
+                },
+        } => cmd_catalog::sup_import(&file, &data, key.as_deref(), json),
         Command::Sup {
             command:
                 SupCommand::Serve {
