@@ -296,6 +296,60 @@ impl VerifyDyn for DetachedCheck<'_> {
     }
 }
 
+impl Keyring {
+    /// Armored public keys held in memory, each named (a file, "the site's archive key")
+    /// for errors.
+    pub fn from_armored(keys: &[(String, String)]) -> Result<Keyring, AptError> {
+        let mut out = Vec::new();
+        let mut names = Vec::new();
+        for (name, text) in keys {
+            out.extend(parse_armored(name, text)?);
+            names.push(PathBuf::from(name));
+        }
+        Ok(Keyring { keys: out, names })
+    }
+
+    /// Each key's fingerprint (upper-case hex) and user ids.
+    pub fn key_summaries(&self) -> Vec<(String, Vec<String>)> {
+        self.keys
+            .iter()
+            .map(|k| {
+                (
+                    hex::encode_upper(k.fingerprint().as_bytes()),
+                    k.details
+                        .users
+                        .iter()
+                        .map(|u| String::from_utf8_lossy(u.id.id()).into_owned())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The public keys of one armored text; none is an error.
+pub fn parse_armored(name: &str, text: &str) -> Result<Vec<SignedPublicKey>, AptError> {
+    let err = |reason: String| AptError::Keyring {
+        path: name.to_string(),
+        reason,
+    };
+    if !text
+        .trim_start()
+        .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    {
+        return Err(err("not an armored OpenPGP public key".into()));
+    }
+    let (iter, _) = SignedPublicKey::from_string_many(text).map_err(|e| err(e.to_string()))?;
+    let mut keys = Vec::new();
+    for k in iter {
+        keys.push(k.map_err(|e| err(e.to_string()))?);
+    }
+    if keys.is_empty() {
+        return Err(err("no public keys found".into()));
+    }
+    Ok(keys)
+}
+
 fn load_file(path: &Path) -> Result<Vec<SignedPublicKey>, AptError> {
     let err = |reason: String| AptError::Keyring {
         path: path.display().to_string(),

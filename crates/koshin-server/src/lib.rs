@@ -10,9 +10,11 @@
 
 pub mod config;
 pub mod content;
+pub mod export;
 pub mod hierarchy;
 pub mod http;
 pub mod init;
+pub mod isup;
 pub mod localpub;
 pub mod log;
 pub mod pki;

@@ -21,10 +21,24 @@ pub fn publish(
             url: cfg.public_url(),
             role: "active".into(),
         })
-        .chain(store.update_points()?.into_iter().map(|p| UpdatePoint {
-            url: p.url,
-            role: "replica".into(),
-        }))
+        .chain({
+            // Internet-facing ones (S10) are listed after the replicas, marked so.
+            let internet = store.internet_update_points()?;
+            let (web, replicas): (Vec<_>, Vec<_>) = store
+                .update_points()?
+                .into_iter()
+                .partition(|p| internet.contains(&p.name));
+            replicas
+                .into_iter()
+                .map(|p| UpdatePoint {
+                    url: p.url,
+                    role: "replica".into(),
+                })
+                .chain(web.into_iter().map(|p| UpdatePoint {
+                    url: p.url,
+                    role: "internet".into(),
+                }))
+        })
         .collect(),
         content_version,
         scan_interval_minutes: cfg.policy.scan_interval_minutes,

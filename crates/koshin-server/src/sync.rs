@@ -760,6 +760,12 @@ impl SyncManager {
         let Ok(points) = self.site.store.update_points() else {
             return;
         };
+        // S10: internet-facing update points poll the site themselves (crate::isup).
+        let internet = self.site.store.internet_update_points().unwrap_or_default();
+        let points: Vec<_> = points
+            .into_iter()
+            .filter(|p| !internet.contains(&p.name))
+            .collect();
         if points.is_empty() {
             return;
         }

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod collections;
 pub mod content;
 pub mod deployments;
+pub mod export;
 pub mod global;
 pub mod hierarchy;
 pub mod migrations;

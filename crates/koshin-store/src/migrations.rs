@@ -675,4 +675,10 @@ INSERT INTO global_changes(kind, object_id)
 INSERT INTO global_changes(kind, object_id)
     SELECT 'deployment', deployment_id FROM deployments ORDER BY id;
 "#,
+    // 13: an update point
+    // registered as internet-facing (S10) is listed in policy but not synced in the site's
+    // sync; it polls the site itself.
+    r#"
+ALTER TABLE update_points ADD COLUMN internet INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

@@ -171,42 +171,147 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UpdateSummary> {
     })
 }
 
-impl CatalogStore for SqliteStore {
-    fn stored_updates(&self) -> Result<Vec<StoredUpdate>> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
+/// The catalog as the sync plan compares it, read on `conn` (a reader, or a writer's
+/// transaction).
+pub(crate) fn stored_in(conn: &rusqlite::Connection) -> Result<Vec<StoredUpdate>> {
+    let mut stmt = conn.prepare_cached(
             "SELECT id, revision, metadata_hash, expired, superseded_by, supersedence_group, version FROM updates",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)? != 0,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, String>(6)?,
-            ))
-        })?;
-        let parse = |s: &str| {
-            uuid::Uuid::parse_str(s)
-                .map(UpdateId)
-                .map_err(|_| StoreError::Corrupt(format!("update id '{s}' is not a UUID")))
-        };
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, revision, metadata_hash, expired, sup, group, version) = row?;
-            out.push(StoredUpdate {
-                id: parse(&id)?,
-                revision,
-                metadata_hash,
-                expired,
-                superseded_by: sup.as_deref().map(parse).transpose()?,
-                group,
-                version,
-            });
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, u32>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)? != 0,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, String>(6)?,
+        ))
+    })?;
+    let parse = |s: &str| {
+        uuid::Uuid::parse_str(s)
+            .map(UpdateId)
+            .map_err(|_| StoreError::Corrupt(format!("update id '{s}' is not a UUID")))
+    };
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, revision, metadata_hash, expired, sup, group, version) = row?;
+        out.push(StoredUpdate {
+            id: parse(&id)?,
+            revision,
+            metadata_hash,
+            expired,
+            superseded_by: sup.as_deref().map(parse).transpose()?,
+            group,
+            version,
+        });
+    }
+    Ok(out)
+}
+
+/// The row changes of a sync plan, inside the caller's transaction: every changed row takes
+/// `new_cv` as the content version that changed it (a catalog export `--since` reads it).
+pub(crate) fn apply_rows(
+    tx: &rusqlite::Transaction<'_>,
+    plan: &SyncPlan,
+    new_cv: i64,
+    now: i64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    let total = (plan.inserts.len()
+        + plan.revisions.len()
+        + plan.expire.len()
+        + plan.unexpire.len()
+        + plan.supersedence.len()) as u64;
+    let mut done = 0u64;
+    let mut tick = |n: &mut u64| {
+        *n += 1;
+        if n.is_multiple_of(1024) {
+            progress(*n, total);
         }
-        Ok(out)
+    };
+    {
+        let mut ins = tx.prepare_cached(
+                "INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, bulletin_id, severity, source, version, supersedence_group, released_ms, revised_ms, first_synced_ms, expired, local_json, content_version) VALUES (?1,1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?15,0,?16,?17)",
+            )?;
+        for c in &plan.inserts {
+            ins.execute(params![
+                c.id.to_string(),
+                c.metadata_hash(),
+                c.product,
+                c.classification.name(),
+                c.title,
+                c.description,
+                c.vendor,
+                c.article_id,
+                c.bulletin_id,
+                c.severity,
+                c.source,
+                c.version,
+                c.supersedence_group(),
+                c.released * 1000,
+                now,
+                local_json(c)?,
+                new_cv
+            ])?;
+            insert_binaries(tx, c)?;
+            tick(&mut done);
+        }
+        let mut upd = tx.prepare_cached(
+                "UPDATE updates SET revision=?2, metadata_hash=?3, product=?4, classification=?5, title=?6, description=?7, vendor=?8, article_id=?9, bulletin_id=?10, severity=?11, revised_ms=?12, local_json=?13, content_version=?14 WHERE id=?1",
+            )?;
+        let mut del = tx.prepare_cached("DELETE FROM update_binaries WHERE update_id=?1")?;
+        for (c, rev) in &plan.revisions {
+            let id = c.id.to_string();
+            upd.execute(params![
+                id,
+                rev,
+                c.metadata_hash(),
+                c.product,
+                c.classification.name(),
+                c.title,
+                c.description,
+                c.vendor,
+                c.article_id,
+                c.bulletin_id,
+                c.severity,
+                now,
+                local_json(c)?,
+                new_cv
+            ])?;
+            del.execute(params![id])?;
+            insert_binaries(tx, c)?;
+            tick(&mut done);
+        }
+        let mut exp = tx.prepare_cached(
+            "UPDATE updates SET expired=1, expired_ms=?2, content_version=?3 WHERE id=?1",
+        )?;
+        for id in &plan.expire {
+            exp.execute(params![id.to_string(), now, new_cv])?;
+            tick(&mut done);
+        }
+        let mut unexp = tx.prepare_cached(
+            "UPDATE updates SET expired=0, expired_ms=NULL, content_version=?2 WHERE id=?1",
+        )?;
+        for id in &plan.unexpire {
+            unexp.execute(params![id.to_string(), new_cv])?;
+            tick(&mut done);
+        }
+        let mut sup = tx.prepare_cached(
+            "UPDATE updates SET superseded_by=?2, content_version=?3 WHERE id=?1",
+        )?;
+        for (id, by) in &plan.supersedence {
+            sup.execute(params![id.to_string(), by.map(|b| b.to_string()), new_cv])?;
+            tick(&mut done);
+        }
+    }
+    progress(total, total);
+    Ok(())
+}
+
+impl CatalogStore for SqliteStore {
+    fn stored_updates(&self) -> Result<Vec<StoredUpdate>> {
+        stored_in(&self.reader())
     }
 
     fn apply_sync(
@@ -228,95 +333,8 @@ impl CatalogStore for SqliteStore {
             _ if items > 0 => cv + 1,
             _ => cv,
         };
+        apply_rows(&tx, plan, new_cv, commit.now_ms, progress)?;
         let now = commit.now_ms;
-        let total = (plan.inserts.len()
-            + plan.revisions.len()
-            + plan.expire.len()
-            + plan.unexpire.len()
-            + plan.supersedence.len()) as u64;
-        let mut done = 0u64;
-        let mut tick = |n: &mut u64| {
-            *n += 1;
-            if n.is_multiple_of(1024) {
-                progress(*n, total);
-            }
-        };
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, bulletin_id, severity, source, version, supersedence_group, released_ms, revised_ms, first_synced_ms, expired, local_json, content_version) VALUES (?1,1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?15,0,?16,?17)",
-            )?;
-            for c in &plan.inserts {
-                ins.execute(params![
-                    c.id.to_string(),
-                    c.metadata_hash(),
-                    c.product,
-                    c.classification.name(),
-                    c.title,
-                    c.description,
-                    c.vendor,
-                    c.article_id,
-                    c.bulletin_id,
-                    c.severity,
-                    c.source,
-                    c.version,
-                    c.supersedence_group(),
-                    c.released * 1000,
-                    now,
-                    local_json(c)?,
-                    new_cv
-                ])?;
-                insert_binaries(&tx, c)?;
-                tick(&mut done);
-            }
-            let mut upd = tx.prepare_cached(
-                "UPDATE updates SET revision=?2, metadata_hash=?3, product=?4, classification=?5, title=?6, description=?7, vendor=?8, article_id=?9, bulletin_id=?10, severity=?11, revised_ms=?12, local_json=?13, content_version=?14 WHERE id=?1",
-            )?;
-            let mut del = tx.prepare_cached("DELETE FROM update_binaries WHERE update_id=?1")?;
-            for (c, rev) in &plan.revisions {
-                let id = c.id.to_string();
-                upd.execute(params![
-                    id,
-                    rev,
-                    c.metadata_hash(),
-                    c.product,
-                    c.classification.name(),
-                    c.title,
-                    c.description,
-                    c.vendor,
-                    c.article_id,
-                    c.bulletin_id,
-                    c.severity,
-                    now,
-                    local_json(c)?,
-                    new_cv
-                ])?;
-                del.execute(params![id])?;
-                insert_binaries(&tx, c)?;
-                tick(&mut done);
-            }
-            let mut exp = tx.prepare_cached(
-                "UPDATE updates SET expired=1, expired_ms=?2, content_version=?3 WHERE id=?1",
-            )?;
-            for id in &plan.expire {
-                exp.execute(params![id.to_string(), now, new_cv])?;
-                tick(&mut done);
-            }
-            let mut unexp = tx.prepare_cached(
-                "UPDATE updates SET expired=0, expired_ms=NULL, content_version=?2 WHERE id=?1",
-            )?;
-            for id in &plan.unexpire {
-                unexp.execute(params![id.to_string(), new_cv])?;
-                tick(&mut done);
-            }
-            let mut sup = tx.prepare_cached(
-                "UPDATE updates SET superseded_by=?2, content_version=?3 WHERE id=?1",
-            )?;
-            for (id, by) in &plan.supersedence {
-                sup.execute(params![id.to_string(), by.map(|b| b.to_string()), new_cv])?;
-                tick(&mut done);
-            }
-        }
-        progress(total, total);
         if new_cv != cv {
             tx.execute(
                 "UPDATE update_sources SET content_version=?2, updated_ms=?3 WHERE id=?1",

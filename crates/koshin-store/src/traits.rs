@@ -757,6 +757,7 @@ pub trait Store:
     + DeploymentStore
     + HierarchyStore
     + GlobalStore
+    + crate::export::ExportStore
 {
 }
 impl<T> Store for T where
@@ -774,5 +775,6 @@ impl<T> Store for T where
         + DeploymentStore
         + HierarchyStore
         + GlobalStore
+        + crate::export::ExportStore
 {
 }

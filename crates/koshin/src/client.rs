@@ -94,37 +94,88 @@ impl Api {
         r: reqwest::RequestBuilder,
         what: &str,
     ) -> anyhow::Result<T> {
-        let resp = r.send().await.map_err(|e| {
-            let cause = root_cause(&e);
-            let hint = if !koshin_agent::mp::is_https(&self.base)
-                || !cause.to_lowercase().contains("certificate")
-            {
-                String::new()
-            } else if let Some(ca) = &self.ca {
-                format!(" (verified with the CA certificate {})", ca.display())
-            } else {
-                " (give the site CA with --ca-cert DATA/pki/ca.crt or KOSHIN_CA_CERT)".into()
-            };
-            anyhow!("cannot reach the site at {}: {cause}{hint}", self.base)
-        })?;
+        let resp = r.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let body = resp
             .bytes()
             .await
             .with_context(|| format!("{what}: the answer broke off"))?;
         if !status.is_success() {
-            let reason = serde_json::from_slice::<koshin_wire::ErrorBody>(&body)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
-            if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
-                return Err(anyhow!(
-                    "{what}: {reason} (give --token, KOSHIN_TOKEN, or run where ./koshin-data/admin.token is)"
-                ));
-            }
-            return Err(anyhow!("{what}: {reason} (HTTP {})", status.as_u16()));
+            return Err(self.refused(status, &body, what));
         }
         serde_json::from_slice(&body)
             .with_context(|| format!("{what}: the site answered something unexpected"))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        let cause = root_cause(e);
+        let hint = if !koshin_agent::mp::is_https(&self.base)
+            || !cause.to_lowercase().contains("certificate")
+        {
+            String::new()
+        } else if let Some(ca) = &self.ca {
+            format!(" (verified with the CA certificate {})", ca.display())
+        } else {
+            " (give the site CA with --ca-cert DATA/pki/ca.crt or KOSHIN_CA_CERT)".into()
+        };
+        anyhow!("cannot reach the site at {}: {cause}{hint}", self.base)
+    }
+
+    fn refused(&self, status: reqwest::StatusCode, body: &[u8], what: &str) -> anyhow::Error {
+        let reason = serde_json::from_slice::<koshin_wire::ErrorBody>(body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_string());
+        if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
+            return anyhow!(
+                "{what}: {reason} (give --token, KOSHIN_TOKEN, or run where ./koshin-data/admin.token is)"
+            );
+        }
+        anyhow!("{what}: {reason} (HTTP {})", status.as_u16())
+    }
+
+    /// A GET whose answer is a file; `progress` is told the bytes received so far.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        what: &str,
+        progress: impl Fn(u64),
+    ) -> anyhow::Result<Vec<u8>> {
+        let mut resp = self
+            .req(reqwest::Method::GET, path)
+            .timeout(std::time::Duration::from_secs(3600))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(self.refused(status, &body, what));
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .with_context(|| format!("{what}: the answer broke off"))?
+        {
+            out.extend_from_slice(&chunk);
+            progress(out.len() as u64);
+        }
+        Ok(out)
+    }
+
+    /// A POST of a file (raw bytes) with a JSON answer.
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        what: &str,
+    ) -> anyhow::Result<T> {
+        let r = self
+            .req(reqwest::Method::POST, path)
+            .timeout(std::time::Duration::from_secs(3600))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        self.send(r, what).await
     }
 
     pub async fn get<T: DeserializeOwned, Q: Serialize + ?Sized>(

@@ -161,3 +161,97 @@ pub async fn sup_serve(
     );
     run(listener, router(state)).await
 }
+
+/// `koshin sup serve --internet`: registers at the site on first start as internet-facing
+/// (the site issues its server certificate from the site CA unless `tls` names files of
+/// its own), then serves HTTPS only and polls the site every `poll`.
+#[allow(clippy::too_many_arguments)]
+pub async fn isup_serve(
+    api: &Api,
+    data: &Path,
+    listen: &str,
+    name: Option<String>,
+    url: Option<String>,
+    hostnames: Vec<String>,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    poll: std::time::Duration,
+) -> anyhow::Result<()> {
+    use koshin_server::http::export::InternetSupRegistered;
+    use koshin_server::isup::{
+        CERT_FILE, IDENTITY_FILE, InternetSup, InternetSupIdentity, KEY_FILE, serve,
+    };
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let identity = if data.join(IDENTITY_FILE).exists() {
+        InternetSup::identity(data)?
+    } else {
+        let url = url.unwrap_or_else(|| {
+            let host = if addr.ip().is_unspecified() {
+                koshin_server::config::hostname()
+            } else {
+                addr.ip().to_string()
+            };
+            format!("https://{host}:{}", addr.port())
+        });
+        if !url.starts_with("https://") {
+            anyhow::bail!("an internet-facing update point serves only HTTPS: --url https://…");
+        }
+        let name = name.unwrap_or_else(koshin_server::config::hostname);
+        let r: InternetSupRegistered = api
+            .post(
+                "/api/v1/sups/register-internet",
+                &serde_json::json!({
+                    "name": name, "url": url, "names": hostnames,
+                    "certificate": tls.is_none(),
+                }),
+                "register the internet-facing update point",
+            )
+            .await?;
+        std::fs::create_dir_all(data.join("tls"))?;
+        // A key left by a registration that failed half-way is replaced.
+        let _ = std::fs::remove_file(data.join(KEY_FILE));
+        match (&tls, r.certificate, r.private_key) {
+            (Some((cert, key)), _, _) => {
+                std::fs::copy(cert, data.join(CERT_FILE))
+                    .with_context(|| format!("cannot copy {}", cert.display()))?;
+                let pem = std::fs::read_to_string(key)
+                    .with_context(|| format!("cannot read {}", key.display()))?;
+                koshin_server::init::write_private(&data.join(KEY_FILE), &pem)?;
+            }
+            (None, Some(cert), Some(key)) => {
+                std::fs::write(data.join(CERT_FILE), cert)?;
+                koshin_server::init::write_private(&data.join(KEY_FILE), &key)?;
+            }
+            _ => anyhow::bail!("the site issued no server certificate"),
+        }
+        let identity = InternetSupIdentity {
+            site: api.base().to_string(),
+            site_code: r.site_code,
+            name,
+            url,
+            pull_token: r.pull_token,
+            archive_key: r.archive_key,
+            ca_certificate: r.ca_certificate,
+        };
+        koshin_server::init::write_private(
+            &data.join(IDENTITY_FILE),
+            &serde_json::to_string_pretty(&identity)?,
+        )?;
+        identity
+    };
+    let state = InternetSup::open(data, identity.clone())?;
+    println!(
+        "Update point {} (internet-facing) of site {} served on {} (HTTPS only, listening on {addr}; polls the site every {}s)",
+        identity.name,
+        identity.site,
+        identity.url,
+        poll.as_secs()
+    );
+    serve(state, listener, poll, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}

@@ -6,6 +6,7 @@ mod bench_reports;
 mod bench_scan;
 mod client;
 mod cmd_bench;
+mod cmd_catalog;
 mod cmd_clients;
 mod cmd_collections;
 mod cmd_content;
@@ -63,6 +64,35 @@ enum SupCommand {
         name: Option<String>,
         #[arg(long)]
         url: Option<String>,
+        /// An internet-facing update point (S10): HTTPS only, with a server certificate from
+        /// the site CA (or --tls-cert/--tls-key); it polls the site itself and is not synced
+        /// in the site's sync.
+        #[arg(long)]
+        internet: bool,
+        /// With --internet: the names its certificate is issued for (default: --url's host).
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+        /// With --internet: a certificate of its own (PEM) instead of one the site issues.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// With --internet: seconds between two polls of the site's content version.
+        #[arg(long, default_value_t = 300)]
+        poll_seconds: u64,
+    },
+    /// Import a catalog export file into an internet-facing update point's database,
+    /// offline (when it cannot reach its site).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Another exporter's public archive key to trust (its site's key is trusted
+        /// already, from registration).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -119,7 +149,12 @@ enum Command {
         #[command(subcommand)]
         command: cmd_content::DpCommand,
     },
-    /// Replica update points: `koshin sup serve` runs one.
+    /// Catalog export and import, signed with the site's archive key.
+    Catalog {
+        #[command(subcommand)]
+        command: cmd_catalog::CatalogCommand,
+    },
+    /// Replica and internet-facing update points: `koshin sup serve` runs one.
     Sup {
         #[command(subcommand)]
         command: SupCommand,
@@ -236,6 +271,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admins { command } => cmd_trust::admins(&api()?, command).await,
         Command::Collections { command } => cmd_collections::run(&api()?, command).await,
         Command::Content { command } => cmd_content::content(&api()?, command).await,
+        Command::Catalog { command } => cmd_catalog::run(&api()?, command).await,
+        Command::Sup {
+            command:
+                SupCommand::Import {
+                    file,
+                    data,
+                    key,
+                    json,
+                },
+        } => cmd_catalog::sup_import(&file, &data, key.as_deref(), json),
         Command::Sup {
             command:
                 SupCommand::Serve {
@@ -243,6 +288,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     listen,
                     name,
                     url,
+                    internet: true,
+                    hostnames,
+                    tls_cert,
+                    tls_key,
+                    poll_seconds,
+                },
+        } => {
+            let tls = tls_cert.zip(tls_key);
+            cmd_dp::isup_serve(
+                &api()?,
+                &data,
+                &listen,
+                name,
+                url,
+                hostnames,
+                tls,
+                std::time::Duration::from_secs(poll_seconds.max(1)),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sup {
+            command:
+                SupCommand::Serve {
+                    data,
+                    listen,
+                    name,
+                    url,
+                    ..
                 },
         } => {
             cmd_dp::sup_serve(&api()?, &data, &listen, name, url).await?;

@@ -446,12 +446,18 @@ pub async fn sups(
     State(site): State<Arc<Site>>,
 ) -> Result<Json<Vec<serde_json::Value>>, AppError> {
     let store = site.store.clone();
-    let list = blocking(move || Ok(store.update_points()?)).await?;
+    let (list, internet) =
+        blocking(move || Ok((store.update_points()?, store.internet_update_points()?))).await?;
     Ok(Json(
         list.into_iter()
             .map(|p| {
+                let role = if internet.contains(&p.name) {
+                    "internet"
+                } else {
+                    "replica"
+                };
                 serde_json::json!({
-                    "name": p.name, "url": p.url, "role": "replica",
+                    "name": p.name, "url": p.url, "role": role,
                     "registered": ts(p.registered_ms), "last_sync": p.last_sync_ms.map(ts),
                     "content_version": p.content_version, "last_error": p.last_error,
                 })

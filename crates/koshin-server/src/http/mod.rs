@@ -9,6 +9,7 @@ mod collections;
 mod content;
 mod deployments;
 pub mod error;
+pub mod export;
 mod hierarchy;
 mod mp;
 mod reports;

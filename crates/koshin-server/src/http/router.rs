@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use koshin_domain::Permission;
 
 use super::{
-    admins, clients, collections, content, deployments, hierarchy, mp, reports, site, status, sync,
-    updates,
+    admins, clients, collections, content, deployments, export, hierarchy, mp, reports, site,
+    status, sync, updates,
 };
 use crate::site::Site as SiteState;
 
@@ -154,6 +154,15 @@ routes! {
     "POST" "/api/v1/sups/register", Admin(ManageSite) => post(hierarchy::register_sup);
     "GET" "/api/v1/sups", Admin(Read) => get(hierarchy::sups);
     "GET" "/api/v1/sups/catalog", Replica => get(hierarchy::sup_catalog);
+    "GET" "/api/v1/catalog/export", Admin(Sync) => get(export::export_catalog);
+    "POST" "/api/v1/catalog/import", Admin(Sync)
+        => post(export::import_catalog).layer(DefaultBodyLimit::max(1 << 30));
+    "GET" "/api/v1/catalog/keys", Admin(Read) => get(export::keys);
+    "POST" "/api/v1/catalog/keys", Admin(ManageSite) => post(export::trust_key);
+    "POST" "/api/v1/sups/register-internet", Admin(ManageSite)
+        => post(export::register_internet_sup);
+    "GET" "/api/v1/sups/version", Replica => get(export::sup_version);
+    "POST" "/api/v1/sups/report", Replica => post(export::sup_report);
     "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
     "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
     "GET" "/api/v1/mp/policy", Client => get(mp::policy);

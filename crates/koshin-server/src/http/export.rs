@@ -1,0 +1,318 @@
+//! Catalog export and import (`koshin catalog export|import|trust-key|keys`), and the routes
+//! an internet-facing update point uses at its site: registration (with a server
+//! certificate from the site CA), the catalog's version (to poll cheaply), and its report.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{Can, CanManageSite, CanSync, ReplicaPoint};
+use super::error::{AppError, blocking};
+use crate::export::{self, ExportError};
+use crate::site::Site;
+
+#[derive(Deserialize)]
+pub struct ExportQuery {
+    pub since: Option<i64>,
+}
+
+/// `GET /api/v1/catalog/export[?since=V]`: the signed export file.
+pub async fn export_catalog(
+    Can(admin, _): Can<CanSync>,
+    State(site): State<Arc<Site>>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, AppError> {
+    let s = site.clone();
+    let (bytes, cv, n) = blocking(move || {
+        let snap = s.store.export_catalog(q.since)?;
+        let (cv, n) = (snap.content_version, snap.updates.len());
+        let bytes = export::write(&s.config.site.code, snap, &s.content.key)
+            .map_err(|e| AppError::Internal(format!("cannot write the export: {e:#}")))?;
+        Ok((bytes, cv, n))
+    })
+    .await?;
+    admin
+        .audit(
+            &site,
+            "export catalog",
+            &format!("content version {cv}"),
+            &format!("{n} updates, since {}", q.since.unwrap_or(0)),
+        )
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+/// What an import answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImportAnswer {
+    pub site: String,
+    pub since: i64,
+    pub applied: bool,
+    pub items: usize,
+    pub previous_version: i64,
+    pub content_version: i64,
+    pub message: String,
+}
+
+fn refusal(e: ExportError) -> AppError {
+    AppError::BadRequest(format!("catalog export refused, nothing applied: {e}"))
+}
+
+/// The keys this site verifies exports with: its own archive key and those it trusts.
+fn site_keyring(site: &Site) -> Result<koshin_apt::verify::Keyring, AppError> {
+    export::keyring(
+        &site.data.join(crate::pki::PKI_DIR),
+        &[(
+            "this site's archive key".into(),
+            site.content.public_key.clone(),
+        )],
+    )
+    .map_err(|e| AppError::Internal(format!("{e:#}")))
+}
+
+/// `POST /api/v1/catalog/import` (the file as the body): verified, then applied in one
+/// transaction with the exporter's content version, token and revisions.
+pub async fn import_catalog(
+    Can(admin, _): Can<CanSync>,
+    State(site): State<Arc<Site>>,
+    body: Bytes,
+) -> Result<Json<ImportAnswer>, AppError> {
+    let s = site.clone();
+    let answer = blocking(move || {
+        let keyring = site_keyring(&s)?;
+        let doc = export::verify(&body, &keyring).map_err(refusal)?;
+        let answer = apply(s.store.as_ref(), &doc).map_err(|e| match e {
+            koshin_store::StoreError::Conflict(m) => {
+                AppError::Conflict(format!("catalog export refused, nothing applied: {m}"))
+            }
+            other => other.into(),
+        })?;
+        if answer.applied {
+            crate::policy::publish(s.store.as_ref(), &s.config, answer.content_version)?;
+        }
+        s.sync_log.line(&answer.message);
+        Ok(answer)
+    })
+    .await?;
+    admin
+        .audit(&site, "import catalog", &answer.site, &answer.message)
+        .await?;
+    Ok(Json(answer))
+}
+
+/// Applies a verified export to `store`; the answer says what happened, in words too.
+pub fn apply(
+    store: &dyn koshin_store::Store,
+    doc: &export::ExportDocument,
+) -> koshin_store::Result<ImportAnswer> {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let fingerprint = format!(
+        "catalog export of {} version {}",
+        doc.site, doc.catalog.content_version
+    );
+    let out = store.import_catalog(&doc.catalog, &fingerprint, now)?;
+    let message = if out.applied {
+        format!(
+            "Imported catalog export of site {} (since {}): {} items, content version {} -> {}",
+            doc.site, doc.catalog.since, out.items, out.previous_version, out.content_version
+        )
+    } else {
+        format!(
+            "Catalog export of site {} version {} is already imported: nothing changed",
+            doc.site, doc.catalog.content_version
+        )
+    };
+    Ok(ImportAnswer {
+        site: doc.site.clone(),
+        since: doc.catalog.since,
+        applied: out.applied,
+        items: out.items,
+        previous_version: out.previous_version,
+        content_version: out.content_version,
+        message,
+    })
+}
+
+/// A trusted exporter's key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrustedKey {
+    pub fingerprint: String,
+    pub user_ids: Vec<String>,
+    pub source: String,
+}
+
+/// `POST /api/v1/catalog/keys` (an armored public key as the body): trusts another site's
+/// archive key for imports.
+pub async fn trust_key(
+    Can(admin, _): Can<CanManageSite>,
+    State(site): State<Arc<Site>>,
+    body: String,
+) -> Result<Json<TrustedKey>, AppError> {
+    let dir = site.data.join(crate::pki::PKI_DIR);
+    let (fingerprint, user_ids) = blocking(move || {
+        export::trust_key(&dir, &body).map_err(|e| AppError::BadRequest(format!("{e:#}")))
+    })
+    .await?;
+    admin
+        .audit(
+            &site,
+            "trust catalog export key",
+            &fingerprint,
+            &user_ids.join(", "),
+        )
+        .await?;
+    Ok(Json(TrustedKey {
+        fingerprint,
+        user_ids,
+        source: "trusted".into(),
+    }))
+}
+
+/// `GET /api/v1/catalog/keys`: the keys imports are verified with.
+pub async fn keys(
+    _admin: super::auth::Admin,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<Vec<TrustedKey>>, AppError> {
+    let ring = site_keyring(&site)?;
+    let own = site.content.key.fingerprint();
+    Ok(Json(
+        ring.key_summaries()
+            .into_iter()
+            .map(|(fingerprint, user_ids)| TrustedKey {
+                source: if fingerprint == own {
+                    "this site".into()
+                } else {
+                    "trusted".into()
+                },
+                fingerprint,
+                user_ids,
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /api/v1/sups/register-internet`.
+#[derive(Deserialize)]
+pub struct InternetSupRegister {
+    pub name: String,
+    /// Its https:// address as internet clients reach it.
+    pub url: String,
+    /// The names its server certificate is issued for (default: the URL's host); empty
+    /// with `certificate: false` when it brings its own.
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default = "yes")]
+    pub certificate: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What an internet-facing update point gets at registration.
+#[derive(Serialize, Deserialize)]
+pub struct InternetSupRegistered {
+    pub site_code: String,
+    pub pull_token: String,
+    /// The site's archive public key: exports it imports offline are verified with it.
+    pub archive_key: String,
+    pub ca_certificate: String,
+    pub certificate: Option<String>,
+    pub private_key: Option<String>,
+}
+
+pub async fn register_internet_sup(
+    Can(admin, _): Can<CanManageSite>,
+    State(site): State<Arc<Site>>,
+    Json(req): Json<InternetSupRegister>,
+) -> Result<Json<InternetSupRegistered>, AppError> {
+    super::error::check_name("update point", &req.name)?;
+    let Some(rest) = req.url.strip_prefix("https://") else {
+        return Err(AppError::BadRequest(
+            "an internet-facing update point serves only HTTPS: its URL starts with https://"
+                .into(),
+        ));
+    };
+    let mut names = req.names.clone();
+    if names.is_empty() {
+        let host = rest.split(['/', '?']).next().unwrap_or_default();
+        let host = if let Some(v6) = host.strip_prefix('[') {
+            v6.split(']').next().unwrap_or_default()
+        } else {
+            host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+        };
+        names.push(host.to_string());
+    }
+    let issued = if req.certificate {
+        let s = site.clone();
+        let n = names.clone();
+        Some(
+            blocking(move || {
+                s.pki
+                    .ca()
+                    .issue_server(&n)
+                    .map_err(|e| AppError::BadRequest(e.to_string()))
+            })
+            .await?,
+        )
+    } else {
+        None
+    };
+    let pull = format!("ksu_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let hash = crate::init::hash_token(&pull);
+    let entry = admin.entry(
+        "register internet-facing update point",
+        &req.name,
+        &format!("{} ({})", req.url, names.join(", ")),
+    );
+    let store = site.store.clone();
+    let (name, url) = (req.name.clone(), req.url.clone());
+    blocking(move || Ok(store.register_internet_update_point(&name, &url, &hash, &entry)?)).await?;
+    Ok(Json(InternetSupRegistered {
+        site_code: site.config.site.code.clone(),
+        pull_token: pull,
+        archive_key: site.content.public_key.clone(),
+        ca_certificate: site.pki.ca_certificate_pem().to_string(),
+        certificate: issued.as_ref().map(|i| i.certificate_pem.clone()),
+        private_key: issued.map(|i| i.private_key.expose().to_string()),
+    }))
+}
+
+/// `GET /api/v1/sups/version`: the catalog's content version and token, for an update
+/// point that polls.
+pub async fn sup_version(
+    ReplicaPoint(_name): ReplicaPoint,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let store = site.store.clone();
+    let (cv, token) = blocking(move || Ok(store.content_state()?)).await?;
+    Ok(Json(
+        serde_json::json!({ "content_version": cv, "content_token": token }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct SupReport {
+    pub content_version: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/sups/report`: an update point that syncs itself reports how it went.
+pub async fn sup_report(
+    ReplicaPoint(name): ReplicaPoint,
+    State(site): State<Arc<Site>>,
+    Json(r): Json<SupReport>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let store = site.store.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    blocking(move || {
+        Ok(store.update_point_synced(&name, now, r.content_version, r.error.as_deref())?)
+    })
+    .await?;
+    Ok(Json(serde_json::json!({ "ok": true })))
+}

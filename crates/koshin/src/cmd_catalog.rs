@@ -1,0 +1,219 @@
+//! `koshin catalog export|import|trust-key|keys`: the signed catalog export file of a site
+//! (docs/catalog-export.md), and `koshin sup import` for an internet-facing update point
+//! that cannot reach its site.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use koshin_server::http::export::{ImportAnswer, TrustedKey};
+
+use crate::client::Api;
+
+#[derive(Subcommand)]
+pub enum CatalogCommand {
+    /// Export the catalog to FILE, signed with the site's archive key.
+    Export {
+        file: PathBuf,
+        /// Only the updates changed after this content version (an incremental export,
+        /// imported only onto a site at that version).
+        #[arg(long)]
+        since: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import an export file into the site (verified, then applied in one transaction).
+    Import {
+        file: PathBuf,
+        /// The exporting site's public archive key (its DATA/pki/archive-key.pub.asc), to
+        /// trust from now on.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trust another site's public archive key for imports.
+    TrustKey { key: PathBuf },
+    /// The keys imports are verified with.
+    Keys {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn spinner(msg: String) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.set_message(msg);
+    pb.enable_steady_tick(std::time::Duration::from_millis(120));
+    pb
+}
+
+pub async fn run(api: &Api, command: CatalogCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        CatalogCommand::Export { file, since, json } => {
+            let path = match since {
+                Some(v) => format!("/api/v1/catalog/export?since={v}"),
+                None => "/api/v1/catalog/export".to_string(),
+            };
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {msg} {bytes} ({bytes_per_sec})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            pb.set_message("exporting the catalog");
+            pb.enable_steady_tick(std::time::Duration::from_millis(120));
+            let bytes = api
+                .get_bytes(&path, "export the catalog", |n| pb.set_position(n))
+                .await;
+            pb.finish_and_clear();
+            let bytes = bytes?;
+            let (h, _) = koshin_server::export::read_header(&bytes)
+                .map_err(|e| anyhow::anyhow!("the site sent something unexpected: {e}"))?;
+            write_atomically(&file, &bytes)?;
+            if json {
+                crate::output::json(&serde_json::json!({
+                    "file": file.display().to_string(),
+                    "bytes": bytes.len(),
+                    "site": h.site,
+                    "content_version": h.content_version,
+                    "since": h.since,
+                    "updates": h.updates,
+                    "signed_by": h.signed_by,
+                    "created": h.created,
+                }))?;
+            } else {
+                println!(
+                    "Exported {} updates of site {} at content version {}{} to {} ({} bytes, signed by {})",
+                    h.updates,
+                    h.site,
+                    h.content_version,
+                    if h.since > 0 {
+                        format!(" (changes after {})", h.since)
+                    } else {
+                        String::new()
+                    },
+                    file.display(),
+                    bytes.len(),
+                    h.signed_by
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CatalogCommand::Import { file, key, json } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            if let Some(k) = key {
+                let t = trust(api, &k).await?;
+                if !json {
+                    println!("Trusting key {} ({})", t.fingerprint, t.user_ids.join(", "));
+                }
+            }
+            let pb = spinner(format!(
+                "importing {} ({} bytes)",
+                file.display(),
+                bytes.len()
+            ));
+            let answer: anyhow::Result<ImportAnswer> = api
+                .post_bytes("/api/v1/catalog/import", bytes, "import the catalog")
+                .await;
+            pb.finish_and_clear();
+            print_answer(&answer?, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        CatalogCommand::TrustKey { key } => {
+            let t = trust(api, &key).await?;
+            println!("Trusting key {} ({})", t.fingerprint, t.user_ids.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        CatalogCommand::Keys { json } => {
+            let keys: Vec<TrustedKey> = api
+                .get("/api/v1/catalog/keys", &(), "list the catalog keys")
+                .await?;
+            if json {
+                crate::output::json(&keys)?;
+            } else {
+                crate::output::table(
+                    &["FINGERPRINT", "SOURCE", "USER IDS"],
+                    &keys
+                        .iter()
+                        .map(|k| {
+                            vec![
+                                k.fingerprint.clone(),
+                                k.source.clone(),
+                                k.user_ids.join(", "),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn trust(api: &Api, key: &Path) -> anyhow::Result<TrustedKey> {
+    let text =
+        std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?;
+    api.post_bytes(
+        "/api/v1/catalog/keys",
+        text.into_bytes(),
+        "trust the export key",
+    )
+    .await
+}
+
+fn print_answer(a: &ImportAnswer, json: bool) -> anyhow::Result<()> {
+    if json {
+        crate::output::json(a)
+    } else {
+        println!("{}", a.message);
+        Ok(())
+    }
+}
+
+fn write_atomically(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(file)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", file.display(), e.error))?;
+    Ok(())
+}
+
+/// `koshin sup import FILE --data DIR`: offline, into an internet-facing update point.
+pub fn sup_import(
+    file: &Path,
+    data: &Path,
+    key: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Only an update point's folder takes keys (not any folder named by mistake).
+    koshin_server::isup::InternetSup::identity(data)?;
+    if let Some(k) = key {
+        let text =
+            std::fs::read_to_string(k).with_context(|| format!("cannot read {}", k.display()))?;
+        let (fingerprint, user_ids) = koshin_server::export::trust_key(data, &text)?;
+        if !json {
+            println!("Trusting key {fingerprint} ({})", user_ids.join(", "));
+        }
+    }
+    let pb = spinner(format!(
+        "importing {} ({} bytes)",
+        file.display(),
+        bytes.len()
+    ));
+    let answer = koshin_server::isup::import_file(data, &bytes);
+    pb.finish_and_clear();
+    print_answer(&answer?, json)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,399 @@
+//! `koshin catalog export|import|keys` with the real binary (docs/catalog-export.md): a
+//! site's catalog exported to a signed file and imported into a disconnected site, which
+//! first refuses a key it does not trust, then takes it once and only once; a flipped byte
+//! is refused with its reason.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use koshin_testkit::{Archive, DebSpec, SuiteSpec};
+
+const KOSHIN: &str = env!("CARGO_BIN_EXE_koshin");
+
+/// A running `koshin` server process, killed on drop.
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `koshin <args>` and waits for the line that names its URL.
+fn start(args: &[&str], marker: &str) -> Running {
+    let mut child = Command::new(KOSHIN)
+        .args(args)
+        .env_remove("KOSHIN_TOKEN")
+        .env_remove("KOSHIN_SITE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("koshin starts");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                eprintln!("[koshin] {line}");
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("koshin did not print '{marker}' in time: {e}");
+            }
+        };
+        if let Some(url) = line
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            let url = url.trim_end_matches("/api/v1").to_string();
+            // Keep draining output in the background.
+            std::thread::spawn(move || while rx.recv().is_ok() {});
+            return Running { child, url };
+        }
+    }
+}
+
+fn koshin(site: &str, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(KOSHIN)
+        .args(args)
+        .env("KOSHIN_SITE", site)
+        .env("KOSHIN_TOKEN", token)
+        .output()
+        .expect("koshin runs")
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "koshin failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn archive() -> (Archive, koshin_testkit::LoopbackServer) {
+    let mut a = Archive::new().expect("archive");
+    a.add(
+        "bookworm",
+        "main",
+        &DebSpec::new("hello", "2.10-3+b1", "amd64").source("hello", Some("2.10-3")),
+    )
+    .expect("deb");
+    a.add(
+        "bookworm",
+        "main",
+        &DebSpec::new("hello-doc", "2.10-3", "all").source("hello", None),
+    )
+    .expect("deb");
+    a.add(
+        "bookworm-security",
+        "main",
+        &DebSpec::new("libfoo1", "1.0-1+deb12u1", "amd64").source("foo", None),
+    )
+    .expect("deb");
+    a.publish(&SuiteSpec::new("bookworm", "bookworm"))
+        .expect("publish");
+    a.publish(&SuiteSpec::new("bookworm-security", "bookworm-security").label("Debian-Security"))
+        .expect("publish");
+    let server = a.serve().expect("serve");
+    (a, server)
+}
+
+fn init(data: &Path, code: &str, lines: &[String]) {
+    let mut args = vec![
+        "site".to_string(),
+        "init".into(),
+        "--code".into(),
+        code.into(),
+        "--data".into(),
+    ];
+    args.push(data.display().to_string());
+    for l in lines {
+        args.push("--upstream".into());
+        args.push(l.clone());
+    }
+    let out = Command::new(KOSHIN)
+        .args(&args)
+        .output()
+        .expect("init runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `koshin site serve` of the site in `data` on a free loopback port, and its admin token.
+fn serve(data: &Path) -> (Running, String) {
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let site = start(
+        &[
+            "site",
+            "serve",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "serving on ",
+    );
+    (site, token.trim().to_string())
+}
+
+fn fails(out: &std::process::Output, why: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "koshin should have failed: {err}");
+    assert!(err.contains(why), "the reason should say '{why}': {err}");
+}
+
+fn ids(site: &str, token: &str) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = json(&koshin(site, token, &["updates", "list", "--json"]))
+        .as_array()
+        .expect("updates")
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap_or_default().to_string(),
+                u["revision"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn catalog_export_and_import_between_two_sites() {
+    let (a, server) = archive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = |suite: &str| {
+        format!(
+            "deb [signed-by={} arch=amd64] {} {suite} main",
+            a.keyring().display(),
+            a.uri(&server)
+        )
+    };
+    let lines = [line("bookworm"), line("bookworm-security")];
+    let top = dir.path().join("top");
+    let cut = dir.path().join("cut");
+    init(&top, "CS1", &lines);
+    init(&cut, "CS2", &lines);
+    let (s1, t1) = serve(&top);
+    let (s2, t2) = serve(&cut);
+    let out = koshin(&s1.url, &t1, &["sync", "--full", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let file = dir.path().join("catalog.kce");
+    let file_arg = file.display().to_string();
+    let v = json(&koshin(
+        &s1.url,
+        &t1,
+        &["catalog", "export", &file_arg, "--json"],
+    ));
+    assert_eq!(v["site"], "CS1", "{v}");
+    assert_eq!(v["since"], 0, "{v}");
+    assert!(v["updates"].as_u64().unwrap_or(0) > 0, "{v}");
+    let cv = v["content_version"].as_i64().expect("cv");
+
+    // The other site does not know CS1's key yet.
+    fails(
+        &koshin(&s2.url, &t2, &["catalog", "import", &file_arg]),
+        "does not trust",
+    );
+    // A flipped byte is refused, whatever the key.
+    let mut bytes = std::fs::read(&file).expect("read");
+    let n = bytes.len();
+    bytes[n - 20] ^= 0x04;
+    let bad = dir.path().join("bad.kce");
+    std::fs::write(&bad, &bytes).expect("write");
+    let key = top.join("pki").join("archive-key.pub.asc");
+    let key_arg = key.display().to_string();
+    fails(
+        &koshin(
+            &s2.url,
+            &t2,
+            &[
+                "catalog",
+                "import",
+                &bad.display().to_string(),
+                "--key",
+                &key_arg,
+            ],
+        ),
+        "bad signature",
+    );
+    assert!(ids(&s2.url, &t2).is_empty(), "nothing applied");
+
+    let v = json(&koshin(
+        &s2.url,
+        &t2,
+        &["catalog", "import", &file_arg, "--json"],
+    ));
+    assert_eq!(v["applied"], true, "{v}");
+    assert_eq!(v["content_version"], cv, "{v}");
+    assert_eq!(ids(&s2.url, &t2), ids(&s1.url, &t1));
+
+    let out = koshin(&s2.url, &t2, &["catalog", "import", &file_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already imported"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let keys = json(&koshin(&s2.url, &t2, &["catalog", "keys", "--json"]));
+    assert_eq!(
+        keys.as_array().map(Vec::len),
+        Some(2),
+        "its own and CS1's: {keys}"
+    );
+    let out = koshin(&s2.url, &t2, &["catalog", "keys"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FINGERPRINT"));
+}
+
+/// `koshin sup serve --internet` registers, gets its certificate from the site CA and
+/// answers HTTPS only; `koshin sup import` feeds it from an export file, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_internet_facing_update_point_from_the_command_line() {
+    let (a, server) = archive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = |suite: &str| {
+        format!(
+            "deb [signed-by={} arch=amd64] {} {suite} main",
+            a.keyring().display(),
+            a.uri(&server)
+        )
+    };
+    let top = dir.path().join("top");
+    init(&top, "CS1", &[line("bookworm"), line("bookworm-security")]);
+    let (s1, t1) = serve(&top);
+    let out = koshin(&s1.url, &t1, &["sync", "--full", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.path().join("catalog.kce");
+    json(&koshin(
+        &s1.url,
+        &t1,
+        &["catalog", "export", &file.display().to_string(), "--json"],
+    ));
+
+    let isup_data = dir.path().join("isup");
+    let isup = start(
+        &[
+            "sup",
+            "serve",
+            "--internet",
+            "--site",
+            &s1.url,
+            "--token",
+            &t1,
+            "--data",
+            &isup_data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "ISUP-CLI",
+            "--poll-seconds",
+            "3600",
+        ],
+        "served on ",
+    );
+    assert!(isup.url.starts_with("https://127.0.0.1:"), "{}", isup.url);
+    let ca = std::fs::read(top.join("pki").join("ca.crt")).expect("ca");
+    let https = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca).expect("ca pem"))
+        .build()
+        .expect("client");
+    let r = https
+        .get(format!("{}/api/v1/health", isup.url))
+        .send()
+        .await
+        .expect("https answers");
+    assert_eq!(r.status(), 200);
+    let plain = reqwest::get(format!(
+        "{}/api/v1/health",
+        isup.url.replacen("https://", "http://", 1)
+    ))
+    .await;
+    assert!(
+        plain
+            .as_ref()
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true),
+        "no plain HTTP: {plain:?}"
+    );
+    drop(isup);
+
+    // Offline: the export goes in once (the first poll may have taken it already).
+    let data_arg = isup_data.display().to_string();
+    let file_arg = file.display().to_string();
+    let v = json(&koshin(
+        &s1.url,
+        &t1,
+        &["sup", "import", &file_arg, "--data", &data_arg, "--json"],
+    ));
+    assert_eq!(v["site"], "CS1", "{v}");
+    let out = koshin(
+        &s1.url,
+        &t1,
+        &["sup", "import", &file_arg, "--data", &data_arg],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already imported"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes.truncate(bytes.len() - 7);
+    let cut = dir.path().join("cut.kce");
+    std::fs::write(&cut, &bytes).expect("write");
+    fails(
+        &koshin(
+            &s1.url,
+            &t1,
+            &[
+                "sup",
+                "import",
+                &cut.display().to_string(),
+                "--data",
+                &data_arg,
+            ],
+        ),
+        "truncated",
+    );
+}
