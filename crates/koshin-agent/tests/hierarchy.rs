@@ -272,7 +272,22 @@ async fn a_notification_waits_for_a_child_that_is_away() {
     let data = ps1.data.clone();
     let _ = ps1._stop.send(true);
     ps1.served.stop().await;
-    let cv = top.sync().await;
+    // Meanwhile CS1 syncs twice, revising a local update twice: PS1 misses a revision.
+    let lp = top.data.join("local-publisher");
+    std::fs::create_dir_all(&lp).expect("local publisher");
+    for round in 1..=2 {
+        std::fs::write(
+            lp.join("fix.toml"),
+            format!(
+                "[[update]]\ntitle = \"Contoso fix\"\nvendor = \"Contoso\"\narticle_id = \"KB-1\"\n\
+                 classification = \"Updates\"\ndescription = \"Round {round}\"\n\
+                 [update.detection]\npackage = {{ name = \"contoso\", version_below = \"2\" }}\n"
+            ),
+        )
+        .expect("definition");
+        top.sync().await;
+    }
+    let cv = top.content_version();
     let (_, links) = call(&top, "GET", "/api/v1/sites/links", Some(&top.token), None).await;
     assert_eq!(links[0]["notify_pending"], true, "{links}");
     assert_eq!(links[0]["down"], true, "{links}");
@@ -295,6 +310,14 @@ async fn a_notification_waits_for_a_child_that_is_away() {
         .notify_children(false)
         .await;
     until("PS1 to catch up", || back.content_version() == cv).await;
+    // The same revisions as CS1, though it missed one of CS1's syncs.
+    let revisions = "SELECT update_id, revision FROM v_updates ORDER BY 1";
+    let want = top.query(revisions, &[]);
+    assert!(
+        want.iter().any(|r| r[1] == json!(2)),
+        "a revised update at CS1: {want:?}"
+    );
+    assert_eq!(back.query(revisions, &[]), want);
     let (_, links) = call(&top, "GET", "/api/v1/sites/links", Some(&top.token), None).await;
     assert_eq!(links[0]["notify_pending"], false, "{links}");
     assert_eq!(links[0]["down"], false, "{links}");

@@ -426,6 +426,12 @@ pub async fn replicate(
     use koshin_domain::catalog::{self, UpdateCandidate, UpdateId};
     use std::collections::HashSet;
     let present: HashSet<UpdateId> = catalog.updates.iter().map(|u| u.update.id).collect();
+    let revisions: Vec<(String, u32)> = catalog
+        .updates
+        .iter()
+        .filter(|u| u.revision > 0 && !u.expired)
+        .map(|u| (u.update.id.to_string(), u.revision))
+        .collect();
     let candidates: Vec<UpdateCandidate> = catalog
         .updates
         .into_iter()
@@ -438,6 +444,7 @@ pub async fn replicate(
         fingerprint: format!("{} version {}", catalog.site, catalog.content_version),
         content_version: Some(catalog.content_version),
         content_token: (!catalog.content_token.is_empty()).then_some(catalog.content_token),
+        revisions,
     };
     tokio::task::spawn_blocking(move || {
         let stored = store.stored_updates()?;

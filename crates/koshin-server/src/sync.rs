@@ -672,6 +672,7 @@ impl SyncManager {
             fingerprint: criteria_hash,
             content_version: None,
             content_token: None,
+            revisions: Vec::new(),
         };
         let handle_site = site.clone();
         let apply_started = Instant::now();

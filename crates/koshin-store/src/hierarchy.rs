@@ -400,7 +400,7 @@ fn replica(conn: &Connection) -> Result<(String, i64, String, Vec<ReplicaUpdate>
     }
     let mut stmt = conn.prepare(
         "SELECT id, product, classification, title, description, vendor, article_id, bulletin_id, severity,
-                source, version, released_ms, local_json, expired
+                source, version, released_ms, local_json, expired, revision
          FROM updates ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -419,6 +419,7 @@ fn replica(conn: &Connection) -> Result<(String, i64, String, Vec<ReplicaUpdate>
             r.get::<_, i64>(11)?,
             r.get::<_, Option<String>>(12)?,
             r.get::<_, i64>(13)? != 0,
+            r.get::<_, u32>(14)?,
         ))
     })?;
     let mut out = Vec::new();
@@ -438,6 +439,7 @@ fn replica(conn: &Connection) -> Result<(String, i64, String, Vec<ReplicaUpdate>
             released_ms,
             local,
             expired,
+            revision,
         ) = row?;
         let uid = uuid::Uuid::parse_str(&id)
             .map(UpdateId)
@@ -468,6 +470,7 @@ fn replica(conn: &Connection) -> Result<(String, i64, String, Vec<ReplicaUpdate>
                 local,
             },
             expired,
+            revision,
         });
     }
     Ok((source_id, cv, token, out))

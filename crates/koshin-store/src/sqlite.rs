@@ -334,6 +334,14 @@ impl CatalogStore for SqliteStore {
             _ => cv,
         };
         apply_rows(&tx, plan, new_cv, commit.now_ms, progress)?;
+        if !commit.revisions.is_empty() {
+            let mut rev = tx.prepare_cached(
+                "UPDATE updates SET revision = ?2 WHERE id = ?1 AND revision <> ?2",
+            )?;
+            for (id, r) in &commit.revisions {
+                rev.execute(params![id, r])?;
+            }
+        }
         let now = commit.now_ms;
         if new_cv != cv {
             tx.execute(
@@ -1005,6 +1013,7 @@ mod tests {
                 "ab".into(),
             )],
             fingerprint: "fp".into(),
+            revisions: Vec::new(),
             content_version: None,
             content_token: None,
         }

@@ -28,6 +28,9 @@ pub struct SyncCommit {
     /// And its token, so that a scan record of a client of the child names the same catalog
     /// at the parent.
     pub content_token: Option<String>,
+    /// A replication takes the source's revision of each update (update id, revision), so
+    /// a site that missed some of the source's syncs still holds the same revisions.
+    pub revisions: Vec<(String, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -661,6 +664,9 @@ pub trait GlobalStore: Send + Sync {
 pub struct ReplicaUpdate {
     pub update: koshin_domain::catalog::UpdateCandidate,
     pub expired: bool,
+    /// The source's revision of the update (0: not given).
+    #[serde(default)]
+    pub revision: u32,
 }
 
 /// The site hierarchy: join tokens, the links to the parent and children.
