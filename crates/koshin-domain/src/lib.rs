@@ -13,6 +13,7 @@ pub mod component_status;
 pub mod content;
 pub mod deployments;
 pub mod localpub;
+pub mod query;
 pub mod roles;
 pub mod scan;
 pub mod status;
