@@ -21,7 +21,7 @@ pub struct EnrollOptions {
     pub ca_certificate: Option<String>,
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())

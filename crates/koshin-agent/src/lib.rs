@@ -12,6 +12,7 @@ pub mod dp;
 pub mod dpkg;
 pub mod enroll;
 pub mod install;
+pub mod inventory;
 pub mod mp;
 pub mod runner;
 pub mod scan;

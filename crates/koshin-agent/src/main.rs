@@ -93,6 +93,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// This computer's hardware and software inventory, as collections will query it.
+    Inventory {
+        /// Another root (a test root or a mounted image) instead of this machine.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// The installed packages too.
+        #[arg(long)]
+        packages: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -180,6 +191,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run => runner::run(&cli.state, shutdown_signal()).await,
+        Command::Inventory {
+            root,
+            packages,
+            json,
+        } => {
+            let inv = koshin_agent::inventory::collect(&root);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inv)?);
+                return Ok(());
+            }
+            println!("{:<24} VALUE", "PROPERTY");
+            for (k, values) in &inv.properties {
+                for v in values {
+                    println!("{k:<24} {v}");
+                }
+            }
+            if packages {
+                println!();
+                println!("{:<40} VERSION", "PACKAGE");
+                for (p, v) in &inv.packages {
+                    println!("{p:<40} {v}");
+                }
+            }
+            Ok(())
+        }
         Command::Scan {
             force: _,
             deployment_evaluation,
