@@ -8,34 +8,10 @@ use koshin_wire::{DpChoice, MachinePolicy};
 
 /// This machine's addresses, from the kernel's interface list.
 pub fn local_addresses() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we walk read-only and free once.
-    unsafe {
-        if libc::getifaddrs(&mut head) != 0 {
-            return out;
-        }
-        let mut cur = head;
-        while !cur.is_null() {
-            let a = (*cur).ifa_addr;
-            if !a.is_null() {
-                match i32::from((*a).sa_family) {
-                    libc::AF_INET => {
-                        let sin = &*(a as *const libc::sockaddr_in);
-                        out.push(IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()));
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(a as *const libc::sockaddr_in6);
-                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
-                    }
-                    _ => {}
-                }
-            }
-            cur = (*cur).ifa_next;
-        }
-        libc::freeifaddrs(head);
-    }
-    out.sort();
+    let mut out: Vec<IpAddr> = crate::inventory::addresses()
+        .into_iter()
+        .map(|(ip, _)| ip)
+        .collect();
     out.dedup();
     out
 }

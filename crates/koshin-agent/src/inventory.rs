@@ -287,7 +287,7 @@ fn space(path: &Path) -> Option<(u64, u64)> {
 }
 
 /// The machine's addresses with their prefix length, from the kernel's interface list.
-fn addresses() -> Vec<(std::net::IpAddr, u32)> {
+pub fn addresses() -> Vec<(std::net::IpAddr, u32)> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `head` with a list we walk read-only and free once.

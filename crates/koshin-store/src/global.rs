@@ -729,33 +729,10 @@ pub(crate) fn store_forwarded_status(
 ) -> Result<u64> {
     let tx = conn.transaction()?;
     let mut stored = 0u64;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT OR IGNORE INTO status_messages(message_id, severity, level, source, component, system, site,
-                 process_id, thread_id, time_ms, insertion_strings, attributes, origin)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
-        )?;
-        for (origin, m) in messages {
-            m.validate()
-                .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            stored += stmt.execute(params![
-                m.message_id,
-                m.severity.letter().to_string(),
-                m.level.letter().to_string(),
-                m.source,
-                m.component,
-                m.system,
-                m.site,
-                m.process_id,
-                m.thread_id as i64,
-                m.time_ms,
-                serde_json::to_string(&m.insertion_strings)
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                serde_json::to_string(&m.attributes)
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                origin,
-            ])? as u64;
-        }
+    for (origin, m) in messages {
+        m.validate()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        stored += crate::sqlite::insert_status_row(&tx, m, Some(origin))? as u64;
     }
     tx.commit()?;
     Ok(stored)

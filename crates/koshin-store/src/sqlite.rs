@@ -567,28 +567,44 @@ impl CatalogStore for SqliteStore {
     }
 }
 
+/// Stores one status message; with an origin (`SITE:id`, a message a child sent up) only
+/// once: how many rows were added.
+pub(crate) fn insert_status_row(
+    conn: &Connection,
+    m: &StatusMessage,
+    origin: Option<&str>,
+) -> Result<usize> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO status_messages(message_id, severity, level, source, component, system, site,
+                 process_id, thread_id, time_ms, insertion_strings, attributes, origin)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+        )?
+        .execute(params![
+            m.message_id,
+            m.severity.letter().to_string(),
+            m.level.letter().to_string(),
+            m.source,
+            m.component,
+            m.system,
+            m.site,
+            m.process_id,
+            m.thread_id as i64,
+            m.time_ms,
+            serde_json::to_string(&m.insertion_strings)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            serde_json::to_string(&m.attributes)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            origin,
+        ])?)
+}
+
 impl StatusStore for SqliteStore {
     fn insert_status(&self, m: &StatusMessage) -> Result<i64> {
         m.validate()
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let conn = lock(&self.writer);
-        conn.execute(
-            "INSERT INTO status_messages(message_id, severity, level, source, component, system, site, process_id, thread_id, time_ms, insertion_strings, attributes) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
-            params![
-                m.message_id,
-                m.severity.letter().to_string(),
-                m.level.letter().to_string(),
-                m.source,
-                m.component,
-                m.system,
-                m.site,
-                m.process_id,
-                m.thread_id as i64,
-                m.time_ms,
-                serde_json::to_string(&m.insertion_strings).map_err(|e| StoreError::Invalid(e.to_string()))?,
-                serde_json::to_string(&m.attributes).map_err(|e| StoreError::Invalid(e.to_string()))?,
-            ],
-        )?;
+        insert_status_row(&conn, m, None)?;
         Ok(conn.last_insert_rowid())
     }
 

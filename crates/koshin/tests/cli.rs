@@ -74,23 +74,6 @@ fn init(data: &Path, lines: &[String]) {
     );
 }
 
-/// `koshin site serve` of the site in `data` on a free loopback port, and its admin token.
-fn serve(data: &Path) -> (Running, String) {
-    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
-    let site = start(
-        &[
-            "site",
-            "serve",
-            "--data",
-            &data.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        "serving on ",
-    );
-    (site, token.trim().to_string())
-}
-
 #[test]
 fn cli_contract_sync_updates_and_status_messages() {
     let (a, server) = archive();

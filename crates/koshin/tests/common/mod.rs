@@ -110,3 +110,8 @@ pub fn admin_token(data: &Path) -> String {
         .trim()
         .to_string()
 }
+
+/// `koshin site serve` of the site in `data` on a free loopback port, and its admin token.
+pub fn serve(data: &Path) -> (Running, String) {
+    (serve_at(data, "127.0.0.1:0"), admin_token(data))
+}
