@@ -198,3 +198,69 @@ pub fn check_peer(peer: &crate::tls::TlsPeer, code: &str, bound: bool) -> Result
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::SiteCa;
+    use crate::tls::TlsPeer;
+
+    fn der(pem: &str) -> rustls::pki_types::CertificateDer<'static> {
+        pki::first_certificate(pem).expect("pem")
+    }
+
+    fn peer(pem: Option<&str>) -> TlsPeer {
+        TlsPeer {
+            certificate: pem.map(der),
+        }
+    }
+
+    #[test]
+    fn only_the_tokens_site_certificate_passes() {
+        let (ca, _) = SiteCa::generate("CS1").expect("ca");
+        let (_, csr) = key_and_csr("PS1").expect("csr");
+        let ps1 = ca.sign_site_csr(&csr, "PS1").expect("sign");
+        assert_eq!(
+            pki::certificate_site(&der(&ps1)).expect("parse"),
+            Some("PS1".into())
+        );
+        // An agent may choose its client id, even "site PS1": its certificate is still a
+        // client's, not a site's.
+        let agent = ca.issue_client("site PS1").expect("agent");
+        assert_eq!(
+            pki::certificate_site(&der(&agent.certificate_pem)).expect("parse"),
+            None
+        );
+        assert!(check_peer(&peer(Some(&ps1)), "PS1", true).is_ok());
+        let other = check_peer(&peer(Some(&ps1)), "PS2", false).expect_err("another site");
+        assert!(other.contains("site PS1's"), "{other}");
+        let agent =
+            check_peer(&peer(Some(&agent.certificate_pem)), "PS1", false).expect_err("an agent");
+        assert!(agent.contains("not a site's link certificate"), "{agent}");
+        assert!(check_peer(&peer(None), "PS1", false).is_ok());
+        let none = check_peer(&peer(None), "PS1", true).expect_err("bound");
+        assert!(none.contains("certificate-bound"), "{none}");
+    }
+
+    #[test]
+    fn an_https_link_without_its_ca_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let err = client(
+            dir.path(),
+            "CS1",
+            "https://cs1:8531",
+            reqwest::Client::builder(),
+        )
+        .expect_err("no CA");
+        assert!(err.to_string().contains("join again over https"), "{err}");
+        assert!(
+            client(
+                dir.path(),
+                "CS1",
+                "http://cs1:8530",
+                reqwest::Client::builder()
+            )
+            .is_ok()
+        );
+    }
+}
