@@ -58,6 +58,10 @@ async fn child(code: &str, parent_url: &str, parent_token: &str, secondary: bool
     let token = join_token(parent_url, parent_token).await;
     let parent = koshin_server::hierarchy::join_parent(
         served.site.store.as_ref(),
+        &koshin_server::hierarchy::JoinTls {
+            pki: &served.site.pki,
+            parent_ca: None,
+        },
         code,
         secondary,
         parent_url,

@@ -14,11 +14,16 @@ use serde::Deserialize;
 
 use crate::site::Site;
 
-fn http() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(600))
-        .build()?)
+}
+
+/// The HTTP client for linked site `code` at `url`: over `https://` it trusts that site's
+/// CA only and presents this site's link certificate ([`crate::links::client`]).
+fn http(site: &Site, code: &str, url: &str) -> anyhow::Result<reqwest::Client> {
+    crate::links::client(site.pki.dir(), code, url, builder())
 }
 
 async fn answer<T: serde::de::DeserializeOwned>(
@@ -46,10 +51,21 @@ async fn answer<T: serde::de::DeserializeOwned>(
     Ok(resp.json().await?)
 }
 
+/// What a join over `https://` needs from the joining site: its PKI (its CA certificate
+/// goes to the parent, the link certificate is stored under it) and the parent's CA
+/// certificate (PEM), to verify the parent at this first contact.
+pub struct JoinTls<'a> {
+    pub pki: &'a crate::pki::SitePki,
+    pub parent_ca: Option<&'a str>,
+}
+
 /// Joins the parent at `parent_url` with a join token: the link is stored on both sides,
-/// each with the token it presents to the other. Returns the parent's code.
+/// each with the token it presents to the other. Over `https://` the child also sends a
+/// certificate request and its CA certificate, and keeps the link certificate the parent's
+/// CA signs and the parent's CA under `DATA/pki/links/<PARENT>/`. Returns the parent's code.
 pub async fn join_parent(
     store: &dyn Store,
+    tls: &JoinTls<'_>,
     code: &str,
     secondary: bool,
     parent_url: &str,
@@ -57,16 +73,30 @@ pub async fn join_parent(
     own_url: &str,
 ) -> anyhow::Result<String> {
     let parent_to_child = format!("ksl_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let https = crate::links::is_https(parent_url);
+    if https && tls.parent_ca.is_none() {
+        anyhow::bail!(
+            "{parent_url} is an https:// site: give its CA certificate (--parent-ca FILE, the parent's DATA/pki/ca.crt) to verify it"
+        );
+    }
+    let key_and_csr = if https {
+        Some(crate::links::key_and_csr(code)?)
+    } else {
+        None
+    };
     let req = JoinRequest {
         code: code.to_string(),
         kind: if secondary { "secondary" } else { "primary" }.into(),
         url: own_url.to_string(),
         join_token: join_token.to_string(),
         parent_to_child_token: parent_to_child.clone(),
+        csr: key_and_csr.as_ref().map(|(_, csr)| csr.clone()),
+        site_ca_certificate: https.then(|| tls.pki.ca_certificate_pem().to_string()),
     };
     let base = parent_url.trim_end_matches('/');
+    let client = crate::links::with_tls(builder(), base, tls.parent_ca, None)?.build()?;
     let resp: JoinResponse = answer(
-        http()?
+        client
             .post(format!("{base}/api/v1/sites/join"))
             .json(&req)
             .send()
@@ -74,6 +104,17 @@ pub async fn join_parent(
         "joining the parent site",
     )
     .await?;
+    crate::config::validate_site_code(&resp.parent_code)
+        .map_err(|e| anyhow::anyhow!("the parent answered an invalid site code: {e}"))?;
+    if let (Some((key, _)), Some(parent_ca)) = (&key_and_csr, tls.parent_ca) {
+        // The CA the answer carries came over a channel verified with the one given.
+        let ca = resp.ca_certificate.as_deref().unwrap_or(parent_ca);
+        let certificate = resp.client_certificate.as_deref().map(|c| (key, c));
+        if certificate.is_none() {
+            tracing::warn!(parent = %resp.parent_code, "the parent issued no link certificate: the link is authenticated by its token only");
+        }
+        crate::links::save_parent_link(tls.pki.dir(), &resp.parent_code, ca, certificate)?;
+    }
     store.set_parent(
         &resp.parent_code,
         base,
@@ -119,7 +160,7 @@ pub fn parent(site: &Site) -> anyhow::Result<(String, String, String)> {
 pub async fn fetch_parent_catalog(site: &Site) -> anyhow::Result<ParentCatalog> {
     let (code, url, token) = parent(site)?;
     let r = answer(
-        http()?
+        http(site, &code, &url)?
             .get(format!("{url}/api/v1/sites/catalog"))
             .bearer_auth(&token)
             .send()
@@ -165,7 +206,7 @@ pub fn record_link(site: &Site, code: &str, error: Option<&str>) {
 pub async fn hello(site: &Site, own_url: &str) -> anyhow::Result<()> {
     let (code, url, token) = parent(site)?;
     let _: serde_json::Value = answer(
-        http()?
+        http(site, &code, &url)?
             .post(format!("{url}/api/v1/sites/hello"))
             .bearer_auth(&token)
             .json(&SiteMessage {
@@ -188,9 +229,6 @@ pub async fn notify_children(site: &Site, all: bool) -> (Vec<String>, Vec<String
     let Ok(links) = site.store.site_links() else {
         return (delivered, pending);
     };
-    let Ok(client) = http() else {
-        return (delivered, pending);
-    };
     for l in links.into_iter().filter(|l| l.relation == "child") {
         if !all && !l.notify_pending {
             continue;
@@ -199,6 +237,14 @@ pub async fn notify_children(site: &Site, all: bool) -> (Vec<String>, Vec<String
         let Ok(Some(token)) = site.store.link_token(&l.code) else {
             pending.push(l.code);
             continue;
+        };
+        let client = match http(site, &l.code, &l.url) {
+            Ok(c) => c,
+            Err(e) => {
+                record_link(site, &l.code, Some(&format!("{e:#}")));
+                pending.push(l.code);
+                continue;
+            }
         };
         let r: anyhow::Result<serde_json::Value> = answer(
             client
@@ -261,7 +307,7 @@ pub async fn forward_once(site: &Site) -> anyhow::Result<usize> {
         body.push(item);
     }
     let r: anyhow::Result<serde_json::Value> = answer(
-        http()?
+        http(site, &code, &url)?
             .post(format!("{url}/api/v1/sites/client-batches"))
             .bearer_auth(&token)
             .json(&body)
@@ -302,11 +348,13 @@ pub async fn pull_global(site: &Site) -> anyhow::Result<koshin_store::global::Gl
         .find(|l| l.code == code)
         .map(|l| l.global_seq)
         .unwrap_or(0);
+    let client = http(site, &code, &url)?;
     let fetch = |since: i64| {
         let (url, token, code) = (url.clone(), token.clone(), code.clone());
+        let client = client.clone();
         async move {
             let r: anyhow::Result<koshin_wire::GlobalData> = answer(
-                http()?
+                client
                     .get(format!("{url}/api/v1/sites/global?since={since}"))
                     .bearer_auth(&token)
                     .send()

@@ -15,6 +15,7 @@ pub mod hierarchy;
 pub mod http;
 pub mod init;
 pub mod isup;
+pub mod links;
 pub mod localpub;
 pub mod log;
 pub mod pki;

@@ -76,6 +76,11 @@ fn generate_err(e: rcgen::Error) -> PkiError {
 pub struct SecretPem(String);
 
 impl SecretPem {
+    /// Wraps a private key's PEM text.
+    pub(crate) fn new(pem: String) -> SecretPem {
+        SecretPem(pem)
+    }
+
     /// The PEM text, to write to a 0600 file or hand to a TLS library.
     pub fn expose(&self) -> &str {
         &self.0
@@ -262,6 +267,22 @@ impl SiteCa {
         Ok(cert.pem())
     }
 
+    /// Signs a child site's link certificate over the public key of a PKCS#10 request
+    /// (PEM): common name "site CODE", organization [`SITE_ORGANIZATION`] (an agent's
+    /// certificate has "koshin clients"), client authentication only.
+    pub fn sign_site_csr(&self, csr_pem: &str, site_code: &str) -> Result<String, PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            PkiError::Refused(format!("not a valid certificate signing request: {e}"))
+        })?;
+        let mut p = params(&site_subject(site_code), SITE_ORGANIZATION, LEAF_DAYS);
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(generate_err)?;
+        Ok(cert.pem())
+    }
+
     fn issue_with_new_key(&self, p: &CertificateParams) -> Result<IssuedCertificate, PkiError> {
         let key = KeyPair::generate().map_err(generate_err)?;
         let cert = p.signed_by(&key, &self.issuer).map_err(generate_err)?;
@@ -279,8 +300,38 @@ fn client_params(client_id: &str) -> CertificateParams {
     p
 }
 
+/// The organization of a site link certificate ([`SiteCa::sign_site_csr`]).
+pub const SITE_ORGANIZATION: &str = "koshin sites";
+
+/// The common name of site `code`'s link certificate.
+pub fn site_subject(code: &str) -> String {
+    format!("site {code}")
+}
+
+/// The site a link certificate (DER) names: `Some(code)` for common name "site CODE" with
+/// organization [`SITE_ORGANIZATION`], `None` for any other certificate (an agent's).
+pub fn certificate_site(der: &[u8]) -> Result<Option<String>, String> {
+    let (_, x509) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let subject = x509.subject();
+    let org = single(subject.iter_organization());
+    let cn = single(subject.iter_common_name());
+    Ok(match (org.as_deref(), cn) {
+        (Some(SITE_ORGANIZATION), Some(cn)) => cn.strip_prefix("site ").map(str::to_string),
+        _ => None,
+    })
+}
+
+/// The one value of a name attribute, as text: `None` when there is none or more than one.
+fn single<'a, 'b: 'a>(
+    mut it: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'b>>,
+) -> Option<String> {
+    let first = it.next().and_then(|a| a.as_str().ok().map(str::to_string));
+    if it.next().is_some() { None } else { first }
+}
+
 /// The first certificate of a PEM text, DER.
-fn first_certificate(pem: &str) -> Result<CertificateDer<'static>, String> {
+pub(crate) fn first_certificate(pem: &str) -> Result<CertificateDer<'static>, String> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .next()
@@ -367,7 +418,7 @@ fn read(path: &Path) -> Result<String, PkiError> {
 }
 
 /// Writes `text` to `path` through a temporary file and a rename, with `mode`, synced.
-fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
+pub(crate) fn write_atomic(path: &Path, text: &str, mode: u32) -> Result<(), PkiError> {
     let err = |e: std::io::Error| PkiError::Write {
         path: display(path),
         reason: e.to_string(),

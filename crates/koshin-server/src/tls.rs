@@ -1,6 +1,8 @@
 //! HTTPS (C7, S10): the rustls server configuration of a site — its certificate from
 //! `DATA/pki/` ([`crate::pki`]) and, for mutual TLS, a client certificate verifier that
 //! trusts the site CA only — and the listener serving the API with it (`axum-server`).
+//! Every request that came over HTTPS carries a [`TlsPeer`] extension with the client
+//! certificate the peer presented, if any (linked sites check it: [`crate::links`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,45 @@ use crate::site::Site;
 
 /// How often a running site checks whether its certificate is due for renewal.
 const RENEWAL_CHECK: Duration = Duration::from_secs(6 * 3600);
+
+/// What the TLS handshake of a request's connection established: the end-entity
+/// certificate the client presented (DER), already verified against the site CA, or none.
+/// Present on every request that came over HTTPS, absent on plain HTTP.
+#[derive(Clone, Debug)]
+pub struct TlsPeer {
+    pub certificate: Option<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// The rustls acceptor, adding a [`TlsPeer`] extension to every request of the connection.
+#[derive(Clone)]
+struct PeerAcceptor(axum_server::tls_rustls::RustlsAcceptor);
+
+impl<I, S> axum_server::accept::Accept<I, S> for PeerAcceptor
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Send + 'static,
+{
+    type Stream = tokio_rustls::server::TlsStream<I>;
+    type Service = axum::middleware::AddExtension<S, TlsPeer>;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = std::io::Result<(Self::Stream, Self::Service)>> + Send>,
+    >;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let handshake = self.0.accept(stream, service);
+        Box::pin(async move {
+            let (stream, service) = handshake.await?;
+            let certificate = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.clone().into_owned());
+            let service = tower::Layer::layer(&axum::Extension(TlsPeer { certificate }), service);
+            Ok((stream, service))
+        })
+    }
+}
 
 /// The rustls server configuration: the site certificate, HTTP/2 and HTTP/1.1 by ALPN, and
 /// the client certificate policy — with [`ClientCertificates::Required`] a client without
@@ -90,7 +131,9 @@ pub(crate) async fn serve_https(
         })
     };
     let result = axum_server::Server::<std::net::SocketAddr>::from_listener(listener)
-        .acceptor(axum_server::tls_rustls::RustlsAcceptor::new(config))
+        .acceptor(PeerAcceptor(axum_server::tls_rustls::RustlsAcceptor::new(
+            config,
+        )))
         .handle(handle)
         .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await;

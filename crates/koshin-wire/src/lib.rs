@@ -1160,6 +1160,15 @@ pub struct JoinRequest {
     pub join_token: String,
     /// What the parent is to present to the child.
     pub parent_to_child_token: String,
+    /// A PKCS#10 request (PEM) for the child's link certificate, sent when the child joins
+    /// over `https://`: the parent's CA signs it for "site CODE" (absent from older
+    /// children).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
+    /// The child's site CA certificate (PEM): the parent verifies the child's server
+    /// certificate with it when it calls the child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_ca_certificate: Option<String>,
 }
 
 impl std::fmt::Debug for JoinRequest {
@@ -1170,6 +1179,8 @@ impl std::fmt::Debug for JoinRequest {
             .field("url", &self.url)
             .field("join_token", &"<redacted>")
             .field("parent_to_child_token", &"<redacted>")
+            .field("csr", &self.csr.is_some())
+            .field("site_ca_certificate", &self.site_ca_certificate.is_some())
             .finish()
     }
 }
@@ -1180,6 +1191,13 @@ pub struct JoinResponse {
     pub parent_code: String,
     /// What the child is to present to the parent.
     pub child_to_parent_token: String,
+    /// The child's link certificate (PEM), signed by the parent's CA over the request's
+    /// key, when the child sent a request over `https://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    /// The parent's site CA certificate (PEM): the only root the child trusts for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<String>,
 }
 
 impl std::fmt::Debug for JoinResponse {
@@ -1187,6 +1205,7 @@ impl std::fmt::Debug for JoinResponse {
         f.debug_struct("JoinResponse")
             .field("parent_code", &self.parent_code)
             .field("child_to_parent_token", &"<redacted>")
+            .field("client_certificate", &self.client_certificate.is_some())
             .finish()
     }
 }

@@ -29,6 +29,10 @@ pub enum SiteCommand {
         /// A join token of the parent (`koshin site join-token` there).
         #[arg(long, requires = "parent")]
         join_token: Option<String>,
+        /// The parent's CA certificate (its DATA/pki/ca.crt), to join an https:// parent:
+        /// the join then also gets this site a link certificate from the parent's CA.
+        #[arg(long, requires = "parent")]
+        parent_ca: Option<PathBuf>,
         /// A secondary site (under a primary) rather than a primary.
         #[arg(long, requires = "parent")]
         secondary: bool,
@@ -150,10 +154,18 @@ pub async fn run(
             upstreams,
             parent,
             join_token,
+            parent_ca,
             secondary,
             listen,
             https_listen,
         } => {
+            let parent_ca = match &parent_ca {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read {}", p.display()))?,
+                ),
+                None => None,
+            };
             let out = init_site(&InitOptions {
                 code: code.clone(),
                 data,
@@ -167,8 +179,14 @@ pub async fn run(
                 let store = koshin_store::SqliteStore::open(
                     &out.data.join(koshin_server::init::DATABASE_FILE),
                 )?;
+                let pki = koshin_server::pki::SitePki::ensure(&out.data, &cfg)?;
+                let tls = koshin_server::hierarchy::JoinTls {
+                    pki: &pki,
+                    parent_ca: parent_ca.as_deref(),
+                };
                 match koshin_server::hierarchy::join_parent(
                     &store,
+                    &tls,
                     &code,
                     secondary,
                     parent,

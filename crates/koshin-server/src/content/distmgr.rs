@@ -237,9 +237,14 @@ async fn library_files(
     // A child site takes its files from its parent's library: the parent fetched them for
     // the same deployment. The upstream, when this site has one, is tried after it.
     if !site.config.site.parent.is_empty()
-        && let Ok((_, url, token)) = crate::hierarchy::parent(site)
+        && let Ok((code, url, token)) = crate::hierarchy::parent(site)
     {
-        bases.push(library::FileSource::Parent { url, token });
+        match crate::links::client(site.pki.dir(), &code, &url, library::builder()) {
+            Ok(client) => bases.push(library::FileSource::Parent { url, token, client }),
+            Err(e) => {
+                tracing::warn!(parent = %code, error = %format!("{e:#}"), "cannot fetch from the parent's library")
+            }
+        }
     }
     let mut seen = std::collections::HashSet::new();
     let sources = match crate::sync::configured_sources(&site.config) {

@@ -29,11 +29,15 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 
 /// An HTTP client for upstream content.
 pub fn client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(builder().build()?)
+}
+
+/// [`client`]'s settings, for a client of its own (the parent link's).
+pub fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(15))
         .read_timeout(std::time::Duration::from_secs(60))
         .user_agent(concat!("koshin/", env!("CARGO_PKG_VERSION")))
-        .build()?)
 }
 
 /// Downloads `url` into `part`, resuming from what `part` holds. Returns Ok(false) when the
@@ -118,7 +122,12 @@ pub async fn download_as(
 #[derive(Clone, Debug)]
 pub enum FileSource {
     Upstream(String),
-    Parent { url: String, token: String },
+    /// With the client for the parent link ([`crate::links::client`]).
+    Parent {
+        url: String,
+        token: String,
+        client: reqwest::Client,
+    },
 }
 
 impl FileSource {
@@ -130,6 +139,14 @@ impl FileSource {
                 url.trim_end_matches('/'),
                 f.sha256
             ),
+        }
+    }
+
+    /// The client for this source: the parent link's own, or `default`.
+    fn client<'a>(&'a self, default: &'a reqwest::Client) -> &'a reqwest::Client {
+        match self {
+            FileSource::Upstream(_) => default,
+            FileSource::Parent { client, .. } => client,
         }
     }
 
@@ -166,7 +183,7 @@ pub async fn ensure(
     'bases: for base in bases {
         let url = base.url(f);
         for _ in 0..3 {
-            match download_as(client, &url, base.token(), &part, size).await {
+            match download_as(base.client(client), &url, base.token(), &part, size).await {
                 Ok(true) => {
                     found = true;
                     break 'bases;

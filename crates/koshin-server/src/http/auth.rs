@@ -161,7 +161,7 @@ impl FromRequestParts<Arc<Site>> for Admin {
 }
 
 /// A linked site — the parent or a child — authenticated by the token it was given when the
-/// child joined.
+/// child joined and, over HTTPS, by its link certificate ([`crate::links::check_peer`]).
 #[derive(Clone, Debug)]
 pub struct LinkedSite(pub koshin_store::SiteLink);
 
@@ -174,12 +174,18 @@ impl FromRequestParts<Arc<Site>> for LinkedSite {
     ) -> Result<Self, Self::Rejection> {
         let hash = crate::init::hash_token(&bearer(parts, "a linked site's token")?);
         let store = site.store.clone();
-        blocking(move || Ok(store.link_by_token(&hash)?))
+        let link = blocking(move || Ok(store.link_by_token(&hash)?))
             .await?
-            .map(LinkedSite)
             .ok_or_else(|| {
                 AppError::Unauthorized("the token is not a linked site's of this site".into())
-            })
+            })?;
+        // Over HTTPS the client certificate, when there is one, must be the same site's
+        // link certificate; a certificate-bound link must present it.
+        if let Some(peer) = parts.extensions.get::<crate::tls::TlsPeer>() {
+            let bound = crate::links::is_bound(site.pki.dir(), &link.code);
+            crate::links::check_peer(peer, &link.code, bound).map_err(AppError::Forbidden)?;
+        }
+        Ok(LinkedSite(link))
     }
 }
 

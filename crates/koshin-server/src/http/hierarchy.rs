@@ -60,8 +60,13 @@ pub async fn create_join_token(
 
 /// Public by design: a child site has no token of this site before it joins; the join
 /// token an administrator made is its proof, spent in the same transaction as the link.
+///
+/// Over HTTPS, a child that sends a certificate request and its CA certificate gets a link
+/// certificate for "site CODE" signed by this site's CA, and this site's CA certificate;
+/// the link is certificate-bound from then on ([`crate::links`]).
 pub async fn join(
     State(site): State<Arc<Site>>,
+    tls: Option<axum::Extension<crate::tls::TlsPeer>>,
     Json(req): Json<JoinRequest>,
 ) -> Result<Json<JoinResponse>, AppError> {
     crate::config::validate_site_code(&req.code).map_err(AppError::BadRequest)?;
@@ -75,6 +80,27 @@ pub async fn join(
             "a secondary site has no children".into(),
         ));
     }
+    // Signed before the join token is spent: a request the CA refuses leaves it usable.
+    let issued = match (&req.csr, tls.is_some()) {
+        (Some(csr), true) => {
+            let ca = req.site_ca_certificate.clone().ok_or_else(|| {
+                AppError::BadRequest(
+                    "a join with a certificate request carries the child's site CA certificate"
+                        .into(),
+                )
+            })?;
+            crate::pki::first_certificate(&ca).map_err(|e| {
+                AppError::BadRequest(format!("the child's site CA certificate: {e}"))
+            })?;
+            let cert = site
+                .pki
+                .ca()
+                .sign_site_csr(csr, &req.code)
+                .map_err(|e| AppError::BadRequest(e.to_string()))?;
+            Some((cert, ca))
+        }
+        _ => None,
+    };
     let child_to_parent = format!("ksl_{}", hex::encode(rand::random::<[u8; 32]>()));
     let store = site.store.clone();
     let hash = crate::init::hash_token(&req.join_token);
@@ -93,10 +119,19 @@ pub async fn join(
         )?)
     })
     .await?;
-    tracing::info!(child = %req.code, kind = %req.kind, url = %req.url, "child site joined");
+    if let Some((cert, ca)) = &issued {
+        crate::links::save_child_link(site.pki.dir(), &req.code, ca, cert)
+            .map_err(|e| AppError::Internal(format!("{e:#}")))?;
+    }
+    tracing::info!(child = %req.code, kind = %req.kind, url = %req.url, certificate = issued.is_some(), "child site joined");
+    let ca_certificate = issued
+        .is_some()
+        .then(|| site.pki.ca_certificate_pem().to_string());
     Ok(Json(JoinResponse {
         parent_code: site.config.site.code.clone(),
         child_to_parent_token: child_to_parent,
+        client_certificate: issued.map(|(cert, _)| cert),
+        ca_certificate,
     }))
 }
 
