@@ -270,6 +270,100 @@ pub fn collect(root: &Path) -> Inventory {
     inv
 }
 
+impl Inventory {
+    /// The inventory's name: SHA-256 of its canonical JSON.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(serde_json::to_vec(self).unwrap_or_default()))
+    }
+
+    /// The report of this inventory against `last` (the one the site acknowledged): the
+    /// changed and removed properties and packages; the whole inventory without `last`.
+    pub fn report(&self, last: Option<&Inventory>, now_ms: i64) -> koshin_wire::InventoryReport {
+        let hash = self.hash();
+        let Some(last) = last else {
+            return koshin_wire::InventoryReport {
+                hash,
+                base: None,
+                properties: self.properties.clone(),
+                removed_properties: Vec::new(),
+                packages: self.packages.clone(),
+                removed_packages: Vec::new(),
+                collected_ms: now_ms,
+            };
+        };
+        koshin_wire::InventoryReport {
+            hash,
+            base: Some(last.hash()),
+            properties: self
+                .properties
+                .iter()
+                .filter(|(k, v)| last.properties.get(*k) != Some(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            removed_properties: last
+                .properties
+                .keys()
+                .filter(|k| !self.properties.contains_key(*k))
+                .cloned()
+                .collect(),
+            packages: self
+                .packages
+                .iter()
+                .filter(|(k, v)| last.packages.get(*k) != Some(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            removed_packages: last
+                .packages
+                .keys()
+                .filter(|k| !self.packages.contains_key(*k))
+                .cloned()
+                .collect(),
+            collected_ms: now_ms,
+        }
+    }
+}
+
+/// What sending the inventory did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventorySent {
+    /// Whether the whole inventory went (the first time, or the site held another).
+    pub whole: bool,
+    pub properties_sent: usize,
+    pub packages_sent: usize,
+    pub ack: koshin_wire::InventoryAck,
+}
+
+/// Collects the inventory under `root` and sends what changed since the inventory the site
+/// acknowledged last (kept in the agent's database); whole when the site holds another.
+pub async fn send(
+    db: &crate::db::AgentDb,
+    mp: &crate::mp::Mp,
+    root: &Path,
+) -> anyhow::Result<InventorySent> {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let inv = collect(root);
+    let last: Option<Inventory> = db
+        .get("inventory_sent")?
+        .and_then(|j| serde_json::from_str(&j).ok());
+    let mut report = inv.report(last.as_ref(), now);
+    let ack = match mp.inventory(&report).await {
+        Err(crate::mp::MpError::Refused(409, _)) if report.base.is_some() => {
+            report = inv.report(None, now);
+            mp.inventory(&report).await?
+        }
+        r => r?,
+    };
+    db.set("inventory_sent", &serde_json::to_string(&inv)?)?;
+    db.set("inventory_ms", &now.to_string())?;
+    Ok(InventorySent {
+        whole: report.base.is_none(),
+        properties_sent: report.properties.len() + report.removed_properties.len(),
+        packages_sent: report.packages.len() + report.removed_packages.len(),
+        ack,
+    })
+}
+
 /// (size, free) in MiB of the file system holding `path`.
 fn space(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;

@@ -101,6 +101,9 @@ enum Command {
         /// The installed packages too.
         #[arg(long)]
         packages: bool,
+        /// Send it to the site now (what changed since the last one it took).
+        #[arg(long)]
+        send: bool,
         #[arg(long)]
         json: bool,
     },
@@ -194,8 +197,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inventory {
             root,
             packages,
+            send,
             json,
         } => {
+            if send {
+                let db = AgentDb::open(&cli.state)?;
+                let id = db.identity()?;
+                let mp = Mp::for_identity(&id)?;
+                let s =
+                    koshin_agent::inventory::send(&db, &mp, std::path::Path::new(&id.root)).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"whole": s.whole, "properties_sent": s.properties_sent,
+                            "packages_sent": s.packages_sent, "hash": s.ack.hash,
+                            "properties": s.ack.properties, "packages": s.ack.packages})
+                    );
+                } else {
+                    println!(
+                        "Inventory sent ({}): {} properties and {} packages changed; the site holds {} property values and {} packages",
+                        if s.whole { "whole" } else { "changes" },
+                        s.properties_sent,
+                        s.packages_sent,
+                        s.ack.properties,
+                        s.ack.packages
+                    );
+                }
+                return Ok(());
+            }
             let inv = koshin_agent::inventory::collect(&root);
             if json {
                 println!("{}", serde_json::to_string_pretty(&inv)?);

@@ -239,6 +239,22 @@ impl Mp {
         .await
     }
 
+    /// Sends this client's inventory (whole, or changes against the site's).
+    pub async fn inventory(
+        &self,
+        report: &koshin_wire::InventoryReport,
+    ) -> Result<koshin_wire::InventoryAck, MpError> {
+        answer(
+            self.http
+                .post(format!("{}/api/v1/mp/inventory", self.base))
+                .bearer_auth(&self.credential)
+                .json(report)
+                .send()
+                .await,
+        )
+        .await
+    }
+
     pub async fn send(&self, batch: &StateBatch) -> Result<BatchAck, MpError> {
         answer(
             self.http

@@ -153,6 +153,29 @@ pub async fn run(
                 now_ms() + DEPLOYMENT_EVALUATION_MS,
             )?;
         }
+        // Inventory: what changed, daily (the default hardware and software inventory
+        // schedule), retried within the hour when the site is away.
+        if db.get_i64("next_inventory_ms")?.is_none_or(|t| t <= now) {
+            let every = db.get_i64("inventory_interval_minutes")?.unwrap_or(24 * 60) * 60_000;
+            match crate::inventory::send(&db, &mp, &root).await {
+                Ok(s) => {
+                    tracing::info!(
+                        whole = s.whole,
+                        properties = s.properties_sent,
+                        packages = s.packages_sent,
+                        "inventory sent"
+                    );
+                    db.set_i64("next_inventory_ms", now + every)?;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "cannot send the inventory; will retry");
+                    db.set_i64(
+                        "next_inventory_ms",
+                        now + backoff_ms(policy_failures + 1, 3_600_000, rand::random()),
+                    )?;
+                }
+            }
+        }
         // State messages, in batches every send interval.
         let send_every = db
             .get_i64("send_interval_minutes")?
@@ -191,6 +214,7 @@ pub async fn run(
             "next_scan_ms",
             "next_send_ms",
             "next_deployment_eval_ms",
+            "next_inventory_ms",
         ]
         .iter()
         .filter_map(|k| db.get_i64(k).ok().flatten())

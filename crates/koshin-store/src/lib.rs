@@ -12,6 +12,7 @@ pub mod deployments;
 pub mod export;
 pub mod global;
 pub mod hierarchy;
+pub mod inventory;
 pub mod migrations;
 pub mod reports;
 pub mod sqlite;

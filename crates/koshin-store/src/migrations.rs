@@ -681,4 +681,24 @@ INSERT INTO global_changes(kind, object_id)
     r#"
 ALTER TABLE update_points ADD COLUMN internet INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 14: inventory. Each client's properties (several values each) and installed packages,
+    // and the hash of the inventory the site holds (a client sends changes against it).
+    r#"
+CREATE TABLE inventory (
+    client INTEGER NOT NULL,
+    property TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (client, property, value)
+) WITHOUT ROWID;
+CREATE INDEX inventory_property ON inventory(property, value);
+CREATE TABLE inventory_packages (
+    client INTEGER NOT NULL,
+    package TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (client, package)
+) WITHOUT ROWID;
+CREATE INDEX inventory_packages_package ON inventory_packages(package);
+ALTER TABLE clients ADD COLUMN inventory_ms INTEGER;
+ALTER TABLE clients ADD COLUMN inventory_hash TEXT;
+"#,
 ];

@@ -62,6 +62,7 @@ const UNSCOPED_TABLES: &[&str] = &[
     "deployments",
     "deployment_updates",
     "maintenance_windows",
+    "global_changes",
 ];
 
 fn authorize_scoped(ctx: AuthContext<'_>) -> Authorization {
@@ -103,6 +104,8 @@ const SCOPED_TABLES: &[&str] = &[
     "update_summary",
     "client_coverage",
     "deployment_status",
+    "inventory",
+    "inventory_packages",
 ];
 
 /// Copies of the tables that hold clients' data, narrowed to the scope's clients
@@ -115,6 +118,8 @@ CREATE TEMP TABLE state_batches AS SELECT * FROM main.state_batches WHERE client
 CREATE TEMP TABLE scans AS SELECT * FROM main.scans WHERE client IN (SELECT id FROM temp.scope_clients);
 CREATE TEMP TABLE deployment_status AS SELECT * FROM main.deployment_status WHERE client IN (SELECT id FROM temp.scope_clients);
 CREATE TEMP TABLE collection_members AS SELECT * FROM main.collection_members WHERE client IN (SELECT id FROM temp.scope_clients);
+CREATE TEMP TABLE inventory AS SELECT * FROM main.inventory WHERE client IN (SELECT id FROM temp.scope_clients);
+CREATE TEMP TABLE inventory_packages AS SELECT * FROM main.inventory_packages WHERE client IN (SELECT id FROM temp.scope_clients);
 CREATE TEMP TABLE status_messages AS SELECT * FROM main.status_messages
     WHERE system NOT IN (SELECT name FROM main.clients) OR system IN (SELECT name FROM temp.clients);
 CREATE TEMP TABLE update_summary AS

@@ -639,6 +639,18 @@ pub struct UpwardRow {
     pub payload_json: String,
 }
 
+/// Client inventory (`inventory.rs`).
+pub trait InventoryStore: Send + Sync {
+    /// Stores a client's inventory: whole (`base` None), or the changes against the one the
+    /// site holds (Conflict when `base` is not that one: the client sends it whole).
+    fn store_inventory(
+        &self,
+        client: i64,
+        r: &koshin_wire::InventoryReport,
+        now_ms: i64,
+    ) -> Result<koshin_wire::InventoryAck>;
+}
+
 /// Global data down the hierarchy (`global.rs`), status messages up, and the state of links.
 pub trait GlobalStore: Send + Sync {
     /// The collections and deployments changed after change `since` (all when 0).
@@ -764,6 +776,7 @@ pub trait Store:
     + HierarchyStore
     + GlobalStore
     + crate::export::ExportStore
+    + InventoryStore
 {
 }
 impl<T> Store for T where
@@ -782,5 +795,6 @@ impl<T> Store for T where
         + HierarchyStore
         + GlobalStore
         + crate::export::ExportStore
+        + InventoryStore
 {
 }

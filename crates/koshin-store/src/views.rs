@@ -21,6 +21,8 @@ pub const VIEW_NAMES: &[&str] = &[
     "v_deployments",
     "v_deployment_updates",
     "v_deployment_status",
+    "v_inventory",
+    "v_installed_packages",
 ];
 
 pub const VIEWS: &str = r#"
@@ -151,4 +153,16 @@ JOIN clients c ON c.approval = 'approved'
     AND (k.collection_id = 'SMS00001'
          OR EXISTS (SELECT 1 FROM collection_members m WHERE m.collection = k.id AND m.client = c.id))
 LEFT JOIN deployment_status s ON s.client = c.id AND s.deployment = d.id;
+
+CREATE VIEW v_inventory AS
+SELECT c.name AS computer, c.client_id, c.id AS client_key, i.property, i.value,
+       c.inventory_ms,
+       strftime('%Y-%m-%dT%H:%M:%SZ', c.inventory_ms / 1000, 'unixepoch') AS inventoried
+FROM inventory i JOIN clients c ON c.id = i.client;
+
+CREATE VIEW v_installed_packages AS
+SELECT c.name AS computer, c.client_id, c.id AS client_key,
+       substr(p.package, 1, instr(p.package, ':') - 1) AS package,
+       substr(p.package, instr(p.package, ':') + 1) AS architecture, p.version
+FROM inventory_packages p JOIN clients c ON c.id = p.client;
 "#;

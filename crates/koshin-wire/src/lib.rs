@@ -1399,3 +1399,30 @@ impl UpwardItem {
         "states".into()
     }
 }
+
+/// `POST /api/v1/mp/inventory`: a client's hardware and software inventory, whole
+/// (`base` None) or as the changes since the inventory the site acknowledged last (`base`
+/// its hash). `hash` names the inventory after the changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InventoryReport {
+    pub hash: String,
+    #[serde(default)]
+    pub base: Option<String>,
+    /// Properties whose values changed (all of them, in a whole report), with every value.
+    pub properties: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub removed_properties: Vec<String>,
+    /// `name:arch` → version of packages installed or changed (all, in a whole report).
+    pub packages: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub removed_packages: Vec<String>,
+    pub collected_ms: i64,
+}
+
+/// The site's answer: what it holds now.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryAck {
+    pub hash: String,
+    pub properties: i64,
+    pub packages: i64,
+}

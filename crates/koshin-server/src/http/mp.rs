@@ -73,3 +73,15 @@ pub async fn state_messages(
     let now = jiff::Timestamp::now().as_millisecond();
     blocking(move || Ok(Json(store.ingest_states(&client, &batch, now)?))).await
 }
+
+/// `POST /api/v1/mp/inventory`: a client's inventory, whole or the changes against the one
+/// held here (409 when the site holds another: the client sends it whole).
+pub async fn inventory(
+    Client(client): Client,
+    State(site): State<Arc<Site>>,
+    Json(report): Json<koshin_wire::InventoryReport>,
+) -> Result<Json<koshin_wire::InventoryAck>, AppError> {
+    let store = site.store.clone();
+    let now = jiff::Timestamp::now().as_millisecond();
+    blocking(move || Ok(Json(store.store_inventory(client.rowid, &report, now)?))).await
+}

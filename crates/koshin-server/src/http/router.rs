@@ -166,6 +166,8 @@ routes! {
     "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
     "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
     "GET" "/api/v1/mp/policy", Client => get(mp::policy);
+    "POST" "/api/v1/mp/inventory", Client
+        => post(mp::inventory).layer(DefaultBodyLimit::max(64 << 20));
     "GET" "/api/v1/mp/catalog", Client => get(mp::catalog);
     "POST" "/api/v1/mp/state-messages", Client
         => post(mp::state_messages).layer(DefaultBodyLimit::max(64 << 20));
