@@ -82,3 +82,80 @@ async fn the_site_holds_each_clients_inventory_whole_then_by_changes() {
     );
     assert!(when[0][0].as_i64().unwrap_or(0) > 0);
 }
+
+/// The site evaluates a collection query over stored inventory and compliance: two
+/// machines with different packages and roles, each query matching exactly the right ones;
+/// a malformed query is refused with where it went wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_preview_matches_by_inventory_and_compliance() {
+    let site = TestSite::start().await;
+    let web = site.enroll("web-01", TYPICAL).await;
+    let db = site
+        .enroll(
+            "db-01",
+            &[("hello", "2.10-4"), ("postgresql-15", "15.5-0+deb12u1")],
+        )
+        .await;
+    std::fs::create_dir_all(db.root.join("etc/systemd/system/multi-user.target.wants"))
+        .expect("wants");
+    std::fs::write(
+        db.root
+            .join("etc/systemd/system/multi-user.target.wants/postgresql.service"),
+        "",
+    )
+    .expect("service");
+    for a in [&web, &db] {
+        std::fs::write(a.root.join("etc/hostname"), format!("{}\n", a.name)).expect("name");
+        koshin_agent::inventory::send(&a.db(), &a.mp(), &a.root)
+            .await
+            .expect("inventory");
+        a.scan_ok(koshin_domain::scan::ScanTrigger::ScanCycle).await;
+        a.send().await;
+    }
+    let preview = |q: &str| {
+        let (site, q) = (&site, q.to_string());
+        async move {
+            let (s, v) = call(
+                site,
+                "POST",
+                "/api/v1/collections/preview",
+                Some(&site.token),
+                Some(json!({ "query": q })),
+            )
+            .await;
+            (s, v)
+        }
+    };
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["clients"]
+            .as_array()
+            .expect("clients")
+            .iter()
+            .map(|c| c["computer"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    for (q, want) in [
+        ("os.release = 12", vec!["db-01", "web-01"]),
+        ("name ~ \"web-*\"", vec!["web-01"]),
+        ("installed(hello) < \"2.10-4\"", vec!["web-01"]),
+        (
+            "installed(postgresql-15) and service = postgresql",
+            vec!["db-01"],
+        ),
+        (&format!("required(\"{HELLO_NEW}\")"), vec!["web-01"]),
+        ("not installed(libfoo1)", vec!["db-01"]),
+    ] {
+        let (s, v) = preview(q).await;
+        assert_eq!(s, 200, "{q}: {v}");
+        assert_eq!(names(&v), want, "{q}: {v}");
+    }
+    let (s, v) = preview("chassis = (server").await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at character"),
+        "{v}"
+    );
+}

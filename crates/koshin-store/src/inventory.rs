@@ -134,4 +134,100 @@ impl crate::traits::InventoryStore for SqliteStore {
         let mut conn = lock(&self.writer);
         store(&mut conn, client, r, now_ms)
     }
+
+    fn query_clients(
+        &self,
+        q: &koshin_domain::query::Query,
+        scope: &koshin_domain::Scope,
+    ) -> Result<Vec<(String, String)>> {
+        let mut conn = self.reader();
+        matching(&mut conn, q, scope)
+    }
+}
+
+/// A client as the query language sees it at the site: its stored inventory and packages,
+/// and its compliance state of each update (by update id or title).
+struct ClientFacts<'a> {
+    conn: &'a Connection,
+    client: i64,
+    name: String,
+}
+
+impl koshin_domain::query::Facts for ClientFacts<'_> {
+    fn property(&self, path: &str) -> Vec<String> {
+        let values: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT value FROM inventory WHERE client = ?1 AND property = ?2")
+            .and_then(|mut s| {
+                s.query_map(params![self.client, path], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .unwrap_or_default();
+        if values.is_empty() && path == "name" {
+            return vec![self.name.clone()];
+        }
+        values
+    }
+
+    fn installed_version(&self, package: &str) -> Option<String> {
+        let sql = if package.contains(':') {
+            "SELECT version FROM inventory_packages WHERE client = ?1 AND package = ?2"
+        } else {
+            "SELECT version FROM inventory_packages WHERE client = ?1
+             AND package >= ?2 || ':' AND package < ?2 || ';' LIMIT 1"
+        };
+        self.conn
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_row(params![self.client, package], |r| r.get(0))
+                    .optional()
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn update_state(&self, update: &str) -> Option<koshin_domain::UpdateState> {
+        self.conn
+            .prepare_cached(
+                "SELECT s.state FROM update_states s JOIN updates u ON u.ukey = s.ukey
+                 WHERE s.client = ?1 AND (u.id = ?2 OR u.title = ?2) LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![self.client, update], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .ok()
+            .flatten()
+            .and_then(koshin_domain::UpdateState::from_code)
+    }
+}
+
+/// The clients (in `scope`) a query matches: (computer, client id), by name. One read
+/// transaction, so every client is judged on the same data.
+pub(crate) fn matching(
+    conn: &mut Connection,
+    q: &koshin_domain::query::Query,
+    scope: &koshin_domain::Scope,
+) -> Result<Vec<(String, String)>> {
+    let tx = conn.transaction()?;
+    let visible = crate::collections::scope_clients(&tx, scope)?;
+    let clients: Vec<(i64, String, String)> = tx
+        .prepare("SELECT id, name, client_id FROM clients ORDER BY name")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for (key, name, client_id) in clients {
+        if !crate::collections::in_scope(&visible, key) {
+            continue;
+        }
+        let facts = ClientFacts {
+            conn: &tx,
+            client: key,
+            name: name.clone(),
+        };
+        if q.matches(&facts) {
+            out.push((name, client_id));
+        }
+    }
+    Ok(out)
 }

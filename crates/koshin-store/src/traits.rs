@@ -649,6 +649,13 @@ pub trait InventoryStore: Send + Sync {
         r: &koshin_wire::InventoryReport,
         now_ms: i64,
     ) -> Result<koshin_wire::InventoryAck>;
+    /// The clients in `scope` a collection query matches over their stored inventory and
+    /// compliance: (computer, client id), by computer name.
+    fn query_clients(
+        &self,
+        q: &koshin_domain::query::Query,
+        scope: &koshin_domain::Scope,
+    ) -> Result<Vec<(String, String)>>;
 }
 
 /// Global data down the hierarchy (`global.rs`), status messages up, and the state of links.

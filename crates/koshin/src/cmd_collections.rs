@@ -44,6 +44,13 @@ pub enum CollectionsCommand {
     },
     /// Delete a collection (not All Systems, not one an administrator is scoped to).
     Delete { name: String },
+    /// The clients a collection query matches now (docs/inventory.md), e.g.
+    /// `chassis = server and installed(openssl) < "3.0.11-1~deb12u2"`.
+    Preview {
+        query: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn path(name: &str) -> String {
@@ -99,6 +106,37 @@ pub async fn run(api: &Api, cmd: CollectionsCommand) -> anyhow::Result<ExitCode>
                                 m.client_id.clone(),
                                 output::time(&m.added),
                                 m.added_by.clone(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+        }
+        CollectionsCommand::Preview { query, json } => {
+            let r: serde_json::Value = api
+                .post(
+                    "/api/v1/collections/preview",
+                    &serde_json::json!({ "query": query }),
+                    "query preview",
+                )
+                .await?;
+            if json {
+                output::json(&r)?;
+            } else {
+                let clients = r["clients"].as_array().cloned().unwrap_or_default();
+                println!(
+                    "{} client(s) match {}",
+                    clients.len(),
+                    r["query"].as_str().unwrap_or_default()
+                );
+                output::table(
+                    &["CLIENT", "CLIENT ID"],
+                    &clients
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c["computer"].as_str().unwrap_or_default().to_string(),
+                                c["client_id"].as_str().unwrap_or_default().to_string(),
                             ]
                         })
                         .collect::<Vec<_>>(),

@@ -173,3 +173,28 @@ pub async fn set_scopes(
     .ok_or_else(|| AppError::NotFound(format!("administrator '{name}'")))?;
     Ok(Json(super::admins::admin_out(rec)))
 }
+
+#[derive(serde::Deserialize)]
+pub struct QueryPreview {
+    query: String,
+}
+
+/// `POST /api/v1/collections/preview`: the clients (in the administrator's scope) a
+/// collection query matches now, and the query in its canonical form.
+pub async fn preview(
+    admin: Admin,
+    State(site): State<Arc<Site>>,
+    Json(req): Json<QueryPreview>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let q =
+        koshin_domain::query::parse(&req.query).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let store = site.store.clone();
+    let text = q.text();
+    let clients = blocking(move || Ok(store.query_clients(&q, &admin.scope)?)).await?;
+    Ok(Json(serde_json::json!({
+        "query": text,
+        "clients": clients.into_iter().map(|(computer, client_id)| {
+            serde_json::json!({"computer": computer, "client_id": client_id})
+        }).collect::<Vec<_>>(),
+    })))
+}

@@ -101,6 +101,7 @@ routes! {
     "GET" "/api/v1/audit", Admin(Read) => get(admins::audit);
     "GET" "/api/v1/collections", Admin(Read) => get(collections::list);
     "POST" "/api/v1/collections", Admin(ManageCollections) => post(collections::create);
+    "POST" "/api/v1/collections/preview", Admin(Read) => post(collections::preview);
     "GET" "/api/v1/collections/{key}", Admin(Read) => get(collections::show);
     "POST" "/api/v1/collections/{key}/members", Admin(ManageCollections)
         => post(collections::members);
