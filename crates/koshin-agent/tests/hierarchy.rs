@@ -23,19 +23,6 @@ struct ChildSite {
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
-async fn join_token(parent_url: &str, parent_token: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{parent_url}/api/v1/sites/join-tokens"))
-        .bearer_auth(parent_token)
-        .json(&json!({"hours": 1}))
-        .send()
-        .await
-        .expect("join token");
-    assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.expect("json");
-    v["token"].as_str().expect("token").to_string()
-}
-
 async fn child(code: &str, parent_url: &str, parent_token: &str, secondary: bool) -> ChildSite {
     let dir = tempfile::Builder::new()
         .prefix("khier")

@@ -8,66 +8,14 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use koshin_server::init::{InitOptions, init_site};
 use koshin_server::sync::SyncManager;
-use koshin_server::{Listeners, Site};
-use serde_json::json;
-
-/// A site served over HTTPS (beside its plain listener): `https://localhost:PORT`.
-struct Https {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Https {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-async fn serve_https(site: &Arc<Site>) -> Https {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(koshin_server::serve(
-        site.clone(),
-        Listeners {
-            http: None,
-            https: Some(listener),
-        },
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Https {
-        url: format!("https://localhost:{port}"),
-        stop: Some(stop),
-    }
-}
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-async fn join_token(parent_url: &str, parent_token: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{parent_url}/api/v1/sites/join-tokens"))
-        .bearer_auth(parent_token)
-        .json(&json!({"hours": 1}))
-        .send()
-        .await
-        .expect("join token");
-    assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.expect("json");
-    v["token"].as_str().expect("token").to_string()
 }
 
 async fn until(what: &str, mut ok: impl FnMut() -> bool) {

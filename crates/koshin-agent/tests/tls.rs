@@ -7,52 +7,13 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use common::*;
 use koshin_agent::db::CA_CERTIFICATE_KEY;
 use koshin_agent::enroll::{EnrollOptions, enroll};
 use koshin_domain::scan::ScanTrigger;
-use koshin_server::{Listeners, Site};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_koshin-agent");
-
-/// The site served over HTTPS only (beside the fixture's plain listener, which records
-/// requests): `https://localhost:PORT`.
-struct Https {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Https {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
-
-async fn serve_https(site: &Arc<Site>) -> Https {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(koshin_server::serve(
-        site.clone(),
-        Listeners {
-            http: None,
-            https: Some(listener),
-        },
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Https {
-        url: format!("https://localhost:{port}"),
-        stop: Some(stop),
-    }
-}
 
 fn options(site: &TestSite, url: &str, agent: &TestAgent, ca: Option<String>) -> EnrollOptions {
     EnrollOptions {

@@ -676,3 +676,54 @@ pub async fn evaluate_deployments(agent: &TestAgent) -> Vec<koshin_agent::deploy
     .await
     .expect("evaluate")
 }
+
+/// A site served over HTTPS only, by `koshin_server::serve` with its background
+/// components: `https://localhost:PORT`; stopped on drop.
+pub struct Https {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Https {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub async fn serve_https(site: &Arc<Site>) -> Https {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(koshin_server::serve(
+        site.clone(),
+        koshin_server::Listeners {
+            http: None,
+            https: Some(listener),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Https {
+        url: format!("https://localhost:{port}"),
+        stop: Some(stop),
+    }
+}
+
+/// A join token of the site at `parent_url`, made with an administrator's token.
+pub async fn join_token(parent_url: &str, parent_token: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{parent_url}/api/v1/sites/join-tokens"))
+        .bearer_auth(parent_token)
+        .json(&serde_json::json!({"hours": 1}))
+        .send()
+        .await
+        .expect("join token");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    v["token"].as_str().expect("token").to_string()
+}
