@@ -699,6 +699,17 @@ async fn deployments_made_at_the_top_reach_a_primary_and_their_state_comes_back(
         count("SELECT COUNT(*) FROM v_status_messages WHERE site = 'PS1'"),
         before + 1
     );
+    // One that does not read is named and acknowledged, not a reason to refuse the rest.
+    let (s, v) = call(
+        &top,
+        "POST",
+        "/api/v1/sites/client-batches",
+        Some(&ps1_token),
+        Some(json!([{"kind": "status", "status": {"origin": "PS1:999998", "message_id": "x"}}])),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["refused"].as_array().map(Vec::len), Some(1), "{v}");
 
     // A change at CS1 follows.
     admin(&format!("/api/v1/deployments/{id}/disable"), json!({})).await;

@@ -290,21 +290,21 @@ pub async fn forward_once(site: &Site) -> anyhow::Result<usize> {
     let mut body = Vec::with_capacity(queued.len());
     for row in queued {
         ids.push(row.id);
-        let payload: serde_json::Value = serde_json::from_str(&row.payload_json)?;
-        let client: Option<koshin_wire::ForwardedClient> = serde_json::from_str(&row.client_json)?;
-        let mut item = koshin_wire::UpwardItem {
-            kind: row.kind.clone(),
-            client,
-            batch: None,
-            deployment_status: None,
-            status: None,
-        };
-        match row.kind.as_str() {
-            "states" => item.batch = Some(serde_json::from_value(payload)?),
-            "deployment-status" => item.deployment_status = Some(serde_json::from_value(payload)?),
-            _ => item.status = Some(payload),
+        match upward_item(&row) {
+            Ok(item) => body.push(item),
+            // A queue row that does not read cannot be sent, ever: it is named and leaves
+            // the queue, so it does not hold up the rows behind it. The data it was made
+            // from stays in this site's own tables.
+            Err(e) => site.repl_log.line(format!(
+                "Queued item {} ({}) for the parent {code} does not read and is dropped from the queue: {e}",
+                row.id, row.kind
+            )),
         }
-        body.push(item);
+    }
+    if body.is_empty() {
+        let store = site.store.clone();
+        tokio::task::spawn_blocking(move || store.upward_done(&ids)).await??;
+        return Ok(0);
     }
     let r: anyhow::Result<serde_json::Value> = answer(
         http(site, &code, &url)?
@@ -334,6 +334,24 @@ pub async fn forward_once(site: &Site) -> anyhow::Result<usize> {
     let store = site.store.clone();
     tokio::task::spawn_blocking(move || store.upward_done(&ids)).await??;
     Ok(n)
+}
+
+/// A queued row as the item the parent takes.
+fn upward_item(row: &koshin_store::UpwardRow) -> anyhow::Result<koshin_wire::UpwardItem> {
+    let payload: serde_json::Value = serde_json::from_str(&row.payload_json)?;
+    let mut item = koshin_wire::UpwardItem {
+        kind: row.kind.clone(),
+        client: serde_json::from_str(&row.client_json)?,
+        batch: None,
+        deployment_status: None,
+        status: None,
+    };
+    match row.kind.as_str() {
+        "states" => item.batch = Some(serde_json::from_value(payload)?),
+        "deployment-status" => item.deployment_status = Some(serde_json::from_value(payload)?),
+        _ => item.status = Some(payload),
+    }
+    Ok(item)
 }
 
 /// Replicates the parent's global data (collections, deployments) changed since the last

@@ -9,9 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use koshin_domain::SyncKind;
-use koshin_domain::catalog::{
-    self, Classification, SyncPlan, UpdateBinary, UpdateCandidate, UpdateId,
-};
+use koshin_domain::catalog::{self, SyncPlan, UpdateCandidate, UpdateId};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -281,93 +279,21 @@ impl ExportStore for SqliteStore {
 }
 
 fn snapshot(conn: &Connection, since: Option<i64>) -> Result<CatalogSnapshot> {
-    let (source_id, cv): (String, i64) = conn.query_row(
-        "SELECT id, content_version FROM update_sources LIMIT 1",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (source_id, cv, content_token) = crate::hierarchy::catalog_head(conn)?;
     let since = since.unwrap_or(0);
     if since < 0 || since > cv {
         return Err(StoreError::Invalid(format!(
             "--since {since}: the catalog is at content version {cv}"
         )));
     }
-    let content_token: String = conn
-        .query_row(
-            "SELECT token FROM content_versions WHERE version = ?1",
-            params![cv],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or_default();
-    let mut binaries: HashMap<String, Vec<UpdateBinary>> = HashMap::new();
-    {
-        let mut stmt = conn.prepare(
-            "SELECT b.update_id, b.name, b.architecture, b.version, b.filename, b.size, b.sha256
-             FROM update_binaries b JOIN updates u ON u.id = b.update_id
-             WHERE u.content_version > ?1 ORDER BY b.update_id, b.name, b.architecture",
-        )?;
-        let rows = stmt.query_map(params![since], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                UpdateBinary {
-                    name: r.get(1)?,
-                    architecture: r.get(2)?,
-                    version: r.get(3)?,
-                    filename: r.get(4)?,
-                    size: r.get::<_, i64>(5)? as u64,
-                    sha256: r.get(6)?,
-                },
-            ))
-        })?;
-        for row in rows {
-            let (id, b) = row?;
-            binaries.entry(id).or_default().push(b);
-        }
-    }
-    let mut stmt = conn.prepare(
-        "SELECT id, product, classification, title, description, vendor, article_id, bulletin_id,
-                severity, source, version, released_ms, local_json, expired, revision
-         FROM updates WHERE content_version > ?1 ORDER BY id",
-    )?;
-    let mut rows = stmt.query(params![since])?;
-    let mut updates = Vec::new();
-    while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        let uid = uuid::Uuid::parse_str(&id)
-            .map(UpdateId)
-            .map_err(|_| StoreError::Corrupt(format!("update id '{id}'")))?;
-        let class: String = r.get(2)?;
-        let classification = Classification::parse(&class)
-            .ok_or_else(|| StoreError::Corrupt(format!("classification '{class}' of {id}")))?;
-        let local = r
-            .get::<_, Option<String>>(12)?
-            .map(|j| {
-                serde_json::from_str(&j)
-                    .map_err(|e| StoreError::Corrupt(format!("local_json of {id}: {e}")))
-            })
-            .transpose()?;
-        updates.push(ExportedUpdate {
-            update: UpdateCandidate {
-                id: uid,
-                product: r.get(1)?,
-                classification,
-                title: r.get(3)?,
-                description: r.get(4)?,
-                vendor: r.get(5)?,
-                article_id: r.get(6)?,
-                bulletin_id: r.get(7)?,
-                severity: r.get(8)?,
-                source: r.get(9)?,
-                version: r.get(10)?,
-                released: r.get::<_, i64>(11)? / 1000,
-                binaries: binaries.remove(&id).unwrap_or_default(),
-                local,
-            },
-            expired: r.get::<_, i64>(13)? != 0,
-            revision: r.get(14)?,
-        });
-    }
+    let updates = crate::hierarchy::read_updates(conn, Some(since))?
+        .into_iter()
+        .map(|u| ExportedUpdate {
+            update: u.update,
+            revision: u.revision,
+            expired: u.expired,
+        })
+        .collect();
     Ok(CatalogSnapshot {
         source_id,
         content_version: cv,

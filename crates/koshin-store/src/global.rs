@@ -204,29 +204,19 @@ fn load_deployment(conn: &Connection, deployment_id: &str) -> Result<Option<Glob
 }
 
 fn totals(conn: &Connection, replicated_only: bool) -> Result<GlobalTotals> {
-    let filter = if replicated_only {
+    let only = if replicated_only {
         " AND origin IS NOT NULL"
     } else {
         ""
     };
+    let count = |sql: String| conn.query_row(&sql, [], |r| r.get::<_, i64>(0));
     Ok(GlobalTotals {
-        collections: conn.query_row(
-            &format!("SELECT COUNT(*) FROM collections WHERE built_in = 0{filter}"),
-            [],
-            |r| r.get(0),
-        )?,
-        deployments: conn.query_row(
-            &format!(
-                "SELECT COUNT(*) FROM deployments WHERE 1 = 1{}",
-                if replicated_only {
-                    " AND origin IS NOT NULL"
-                } else {
-                    ""
-                }
-            ),
-            [],
-            |r| r.get(0),
-        )?,
+        collections: count(format!(
+            "SELECT COUNT(*) FROM collections WHERE built_in = 0{only}"
+        ))?,
+        deployments: count(format!(
+            "SELECT COUNT(*) FROM deployments WHERE 1 = 1{only}"
+        ))?,
     })
 }
 

@@ -363,6 +363,12 @@ impl HierarchyStore for SqliteStore {
 }
 
 fn replica(conn: &Connection) -> Result<(String, i64, String, Vec<ReplicaUpdate>)> {
+    let (source_id, cv, token) = catalog_head(conn)?;
+    Ok((source_id, cv, token, read_updates(conn, None)?))
+}
+
+/// The catalog's update source, content version and that version's token.
+pub(crate) fn catalog_head(conn: &Connection) -> Result<(String, i64, String)> {
     let (source_id, cv): (String, i64) = conn.query_row(
         "SELECT id, content_version FROM update_sources LIMIT 1",
         [],
@@ -376,12 +382,23 @@ fn replica(conn: &Connection) -> Result<(String, i64, String, Vec<ReplicaUpdate>
         )
         .optional()?
         .unwrap_or_default();
+    Ok((source_id, cv, token))
+}
+
+/// Every stored update with its binaries, revision and whether it expired — or, with
+/// `changed_after`, only those a content version after it changed — ordered by id.
+pub(crate) fn read_updates(
+    conn: &Connection,
+    changed_after: Option<i64>,
+) -> Result<Vec<ReplicaUpdate>> {
     let mut binaries: HashMap<String, Vec<UpdateBinary>> = HashMap::new();
     let mut stmt = conn.prepare(
-        "SELECT update_id, name, architecture, version, filename, size, sha256 FROM update_binaries
-         ORDER BY update_id, name, architecture",
+        "SELECT b.update_id, b.name, b.architecture, b.version, b.filename, b.size, b.sha256
+         FROM update_binaries b JOIN updates u ON u.id = b.update_id
+         WHERE ?1 IS NULL OR u.content_version > ?1
+         ORDER BY b.update_id, b.name, b.architecture",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map(params![changed_after], |r| {
         Ok((
             r.get::<_, String>(0)?,
             UpdateBinary {
@@ -399,54 +416,22 @@ fn replica(conn: &Connection) -> Result<(String, i64, String, Vec<ReplicaUpdate>
         binaries.entry(id).or_default().push(b);
     }
     let mut stmt = conn.prepare(
-        "SELECT id, product, classification, title, description, vendor, article_id, bulletin_id, severity,
-                source, version, released_ms, local_json, expired, revision
-         FROM updates ORDER BY id",
+        "SELECT id, product, classification, title, description, vendor, article_id, bulletin_id,
+                severity, source, version, released_ms, local_json, expired, revision
+         FROM updates WHERE ?1 IS NULL OR content_version > ?1 ORDER BY id",
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, String>(6)?,
-            r.get::<_, Option<String>>(7)?,
-            r.get::<_, Option<String>>(8)?,
-            r.get::<_, String>(9)?,
-            r.get::<_, String>(10)?,
-            r.get::<_, i64>(11)?,
-            r.get::<_, Option<String>>(12)?,
-            r.get::<_, i64>(13)? != 0,
-            r.get::<_, u32>(14)?,
-        ))
-    })?;
+    let mut rows = stmt.query(params![changed_after])?;
     let mut out = Vec::new();
-    for row in rows {
-        let (
-            id,
-            product,
-            class,
-            title,
-            description,
-            vendor,
-            article_id,
-            bulletin_id,
-            severity,
-            source,
-            version,
-            released_ms,
-            local,
-            expired,
-            revision,
-        ) = row?;
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
         let uid = uuid::Uuid::parse_str(&id)
             .map(UpdateId)
             .map_err(|_| StoreError::Corrupt(format!("update id '{id}'")))?;
+        let class: String = r.get(2)?;
         let classification = Classification::parse(&class)
             .ok_or_else(|| StoreError::Corrupt(format!("classification '{class}' of {id}")))?;
-        let local = local
+        let local = r
+            .get::<_, Option<String>>(12)?
             .map(|j| {
                 serde_json::from_str(&j)
                     .map_err(|e| StoreError::Corrupt(format!("local_json of {id}: {e}")))
@@ -455,23 +440,23 @@ fn replica(conn: &Connection) -> Result<(String, i64, String, Vec<ReplicaUpdate>
         out.push(ReplicaUpdate {
             update: UpdateCandidate {
                 id: uid,
-                product,
+                product: r.get(1)?,
                 classification,
-                title,
-                description,
-                vendor,
-                article_id,
-                bulletin_id,
-                severity,
-                source,
-                version,
-                released: released_ms / 1000,
+                title: r.get(3)?,
+                description: r.get(4)?,
+                vendor: r.get(5)?,
+                article_id: r.get(6)?,
+                bulletin_id: r.get(7)?,
+                severity: r.get(8)?,
+                source: r.get(9)?,
+                version: r.get(10)?,
+                released: r.get::<_, i64>(11)? / 1000,
                 binaries: binaries.remove(&id).unwrap_or_default(),
                 local,
             },
-            expired,
-            revision,
+            expired: r.get::<_, i64>(13)? != 0,
+            revision: r.get(14)?,
         });
     }
-    Ok((source_id, cv, token, out))
+    Ok(out)
 }

@@ -279,12 +279,30 @@ pub async fn client_batches(
         let mut statuses = Vec::new();
         for item in &items {
             if item.kind == "status" {
-                let Some(v) = &item.status else {
-                    return Err(AppError::BadRequest("a status item without its message".into()));
+                // A message that does not read is named and acknowledged, like any item
+                // this site can never take, so it does not hold up the queue behind it.
+                let read = item
+                    .status
+                    .clone()
+                    .ok_or_else(|| "a status item without its message".to_string())
+                    .and_then(|v| {
+                        serde_json::from_value::<ForwardedStatus>(v)
+                            .map_err(|e| format!("a status message sent up does not read: {e}"))
+                    })
+                    .and_then(|f| {
+                        f.message
+                            .validate()
+                            .map(|()| f)
+                            .map_err(|e| format!("a status message sent up: {e}"))
+                    });
+                let f = match read {
+                    Ok(f) => f,
+                    Err(reason) => {
+                        tracing::warn!(child = %link.code, %reason, "item from a child refused");
+                        refused.push(serde_json::json!({"item": "status message", "reason": reason}));
+                        continue;
+                    }
                 };
-                let f: ForwardedStatus = serde_json::from_value(v.clone()).map_err(|e| {
-                    AppError::BadRequest(format!("a status message sent up does not read: {e}"))
-                })?;
                 if foreign(&f.message.site) {
                     return Err(AppError::Forbidden(format!(
                         "{} may send up only its own subtree's status messages, not those of {}",
