@@ -15,6 +15,7 @@ pub const INSTALL_AGENT: &str = "SoftwareUpdatesInstallAgent";
 
 /// The component that keeps the links between sites: global data down, client data up.
 pub const REPLICATION_MANAGER: &str = "SMS_REPLICATION_MANAGER";
+pub const COLLECTION_EVALUATOR: &str = "SMS_COLLECTION_EVALUATOR";
 /// A link to another site went down; what is for it waits.
 pub const LINK_DOWN: u32 = 4800;
 /// A link to another site works again.

@@ -18,6 +18,29 @@ pub struct SiteConfig {
     pub tls: TlsSection,
     #[serde(default)]
     pub content: ContentSection,
+    #[serde(default)]
+    pub collections: CollectionsSection,
+}
+
+/// `[collections]`: how often collection membership is evaluated (docs/inventory.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectionsSection {
+    /// Clients whose inventory, update states or enrolment changed are judged again this
+    /// often (the incremental pass).
+    pub incremental_seconds: u64,
+    /// Every collection is evaluated in full this often, and when the site starts.
+    /// 0: only when its rules change or when asked (`koshin collections evaluate`).
+    pub full_hours: u64,
+}
+
+impl Default for CollectionsSection {
+    fn default() -> Self {
+        CollectionsSection {
+            incremental_seconds: 60,
+            full_hours: 24,
+        }
+    }
 }
 
 /// `[content]`: the content library and distribution points.
@@ -411,7 +434,17 @@ names = {tls_names}
 # Every distribution point re-hashes its files this often (hours); damaged files are
 # removed and sent again. 0: only when asked (koshin dp validate NAME).
 validate_hours = {validate_hours}
+
+[collections]
+# Clients whose inventory, update states or enrolment changed are judged against every
+# collection's rules this often (seconds).
+incremental_seconds = {incremental_seconds}
+# Every collection is evaluated in full this often (hours), and when the site starts.
+# 0: only when its rules change or when asked (koshin collections evaluate).
+full_hours = {full_hours}
 "#,
+            incremental_seconds = self.collections.incremental_seconds,
+            full_hours = self.collections.full_hours,
             code = toml_str(&self.site.code),
             system = toml_str(&self.site.system),
             listen = toml_str(&self.site.listen),
@@ -490,6 +523,7 @@ mod tests {
             policy: PolicySection::default(),
             tls: TlsSection::default(),
             content: Default::default(),
+            collections: Default::default(),
         };
         let text = cfg.to_documented_toml();
         let back: SiteConfig = toml::from_str(&text).unwrap();
@@ -518,6 +552,7 @@ mod tests {
             policy: PolicySection::default(),
             tls,
             content: ContentSection::default(),
+            collections: CollectionsSection::default(),
         }
     }
 

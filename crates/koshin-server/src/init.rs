@@ -91,6 +91,7 @@ pub fn init_site(opts: &InitOptions) -> anyhow::Result<InitOutcome> {
         policy: PolicySection::default(),
         tls: TlsSection::default(),
         content: Default::default(),
+        collections: Default::default(),
     };
     cfg.validate().map_err(anyhow::Error::msg)?;
     let store = SqliteStore::open(&opts.data.join(DATABASE_FILE))?;

@@ -8,6 +8,7 @@
 //! `koshin_apt`; status messages go through [`status::StatusReporter`], which writes them to
 //! the database and to the component's log in the seeds' `STATMSG:` form.
 
+pub mod colleval;
 pub mod config;
 pub mod content;
 pub mod export;
@@ -149,6 +150,7 @@ pub async fn serve(
     // A child site's client data goes up to its parent.
     let upward = (!site.config.site.parent.is_empty())
         .then(|| tokio::spawn(hierarchy::forward(site.clone(), stop_rx.clone())));
+    let evaluator = tokio::spawn(colleval::run(site.clone(), stop_rx.clone()));
     let manager = tokio::spawn(sync::SyncManager::new(site.clone()).run(stop_rx));
     let app = http::app(site.clone());
 
@@ -211,6 +213,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = manager.await;
     let _ = distribution.await;
+    let _ = evaluator.await;
     if let Some(u) = upward {
         let _ = u.await;
     }

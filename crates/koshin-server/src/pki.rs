@@ -681,6 +681,7 @@ mod tests {
                 ..TlsSection::default()
             },
             content: Default::default(),
+            collections: Default::default(),
         }
     }
 

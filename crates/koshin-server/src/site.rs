@@ -23,6 +23,8 @@ pub struct Site {
     pub sync_log: Arc<ComponentLog>,
     /// The replication manager's log (`replmgr.log`): links, global data, data sent up.
     pub repl_log: Arc<ComponentLog>,
+    /// The collection evaluator's log (`colleval.log`): membership evaluations.
+    pub coll_log: Arc<ComponentLog>,
     /// The site's certificate authority and certificate (`DATA/pki/`).
     pub pki: SitePki,
     /// The content library, the site's own distribution point, the archive key.
@@ -67,6 +69,11 @@ impl Site {
             "replmgr.log",
             koshin_domain::status::REPLICATION_MANAGER,
         ));
+        let coll_log = Arc::new(ComponentLog::open(
+            &data.join("logs"),
+            "colleval.log",
+            koshin_domain::status::COLLECTION_EVALUATOR,
+        ));
         Ok(Arc::new(Site {
             data: data.to_path_buf(),
             config,
@@ -75,6 +82,7 @@ impl Site {
             sync: SyncHandle::default(),
             sync_log,
             repl_log,
+            coll_log,
             pki,
             content,
         }))

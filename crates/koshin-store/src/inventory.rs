@@ -147,10 +147,15 @@ impl crate::traits::InventoryStore for SqliteStore {
 
 /// A client as the query language sees it at the site: its stored inventory and packages,
 /// and its compliance state of each update (by update id or title).
-struct ClientFacts<'a> {
+pub(crate) struct ClientFacts<'a> {
     conn: &'a Connection,
     client: i64,
-    name: String,
+}
+
+impl<'a> ClientFacts<'a> {
+    pub(crate) fn new(conn: &'a Connection, client: i64) -> Self {
+        ClientFacts { conn, client }
+    }
 }
 
 impl koshin_domain::query::Facts for ClientFacts<'_> {
@@ -164,7 +169,12 @@ impl koshin_domain::query::Facts for ClientFacts<'_> {
             })
             .unwrap_or_default();
         if values.is_empty() && path == "name" {
-            return vec![self.name.clone()];
+            return self
+                .conn
+                .prepare_cached("SELECT name FROM clients WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![self.client], |r| r.get(0)))
+                .map(|n| vec![n])
+                .unwrap_or_default();
         }
         values
     }
@@ -220,11 +230,7 @@ pub(crate) fn matching(
         if !crate::collections::in_scope(&visible, key) {
             continue;
         }
-        let facts = ClientFacts {
-            conn: &tx,
-            client: key,
-            name: name.clone(),
-        };
+        let facts = ClientFacts::new(&tx, key);
         if q.matches(&facts) {
             out.push((name, client_id));
         }

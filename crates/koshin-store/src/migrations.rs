@@ -701,4 +701,66 @@ CREATE INDEX inventory_packages_package ON inventory_packages(package);
 ALTER TABLE clients ADD COLUMN inventory_ms INTEGER;
 ALTER TABLE clients ADD COLUMN inventory_hash TEXT;
 "#,
+    // 15: query collections. A collection's rules (a query, a limiting collection, included
+    // and excluded collections) with every saved version kept; direct members become part of
+    // the definition, and collection_members holds the evaluated membership, with how each
+    // member got there. A client whose inventory, update states or enrolment changed is marked
+    // for the next incremental evaluation by triggers, in the change's own transaction (not
+    // INSERT OR IGNORE: an outer statement's conflict clause would override a trigger's).
+    r#"
+ALTER TABLE collections ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE collections ADD COLUMN query TEXT;
+ALTER TABLE collections ADD COLUMN limiting TEXT;
+ALTER TABLE collections ADD COLUMN includes TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE collections ADD COLUMN excludes TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE collection_versions (
+    collection INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    query TEXT,
+    limiting TEXT,
+    includes TEXT NOT NULL DEFAULT '[]',
+    excludes TEXT NOT NULL DEFAULT '[]',
+    saved_ms INTEGER NOT NULL,
+    saved_by TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (collection, version)
+) WITHOUT ROWID;
+INSERT INTO collection_versions(collection, version, saved_ms, saved_by, note)
+    SELECT id, 1, created_ms, created_by, 'created' FROM collections WHERE built_in = 0;
+CREATE TABLE collection_direct (
+    collection INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    client INTEGER NOT NULL,
+    added_ms INTEGER NOT NULL,
+    added_by TEXT NOT NULL,
+    PRIMARY KEY (collection, client)
+) WITHOUT ROWID;
+INSERT INTO collection_direct(collection, client, added_ms, added_by)
+    SELECT m.collection, m.client, m.added_ms, m.added_by FROM collection_members m
+    JOIN collections k ON k.id = m.collection WHERE k.origin IS NULL;
+ALTER TABLE collection_members ADD COLUMN via TEXT NOT NULL DEFAULT 'direct';
+CREATE TABLE collection_evaluations (
+    collection INTEGER PRIMARY KEY REFERENCES collections(id) ON DELETE CASCADE,
+    evaluated_ms INTEGER NOT NULL,
+    full_ms INTEGER NOT NULL,
+    joined INTEGER NOT NULL DEFAULT 0,
+    left_ INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE collection_dirty (client INTEGER PRIMARY KEY);
+CREATE TRIGGER collection_dirty_enrolled AFTER INSERT ON clients
+BEGIN INSERT INTO collection_dirty(client) SELECT NEW.id
+    WHERE NOT EXISTS (SELECT 1 FROM collection_dirty WHERE client = NEW.id); END;
+CREATE TRIGGER collection_dirty_inventory AFTER UPDATE OF inventory_hash ON clients
+BEGIN INSERT INTO collection_dirty(client) SELECT NEW.id
+    WHERE NOT EXISTS (SELECT 1 FROM collection_dirty WHERE client = NEW.id); END;
+CREATE TRIGGER collection_dirty_state_insert AFTER INSERT ON update_states
+BEGIN INSERT INTO collection_dirty(client) SELECT NEW.client
+    WHERE NOT EXISTS (SELECT 1 FROM collection_dirty WHERE client = NEW.client); END;
+CREATE TRIGGER collection_dirty_state_update AFTER UPDATE OF state ON update_states
+WHEN OLD.state != NEW.state
+BEGIN INSERT INTO collection_dirty(client) SELECT NEW.client
+    WHERE NOT EXISTS (SELECT 1 FROM collection_dirty WHERE client = NEW.client); END;
+CREATE TRIGGER collection_dirty_state_delete AFTER DELETE ON update_states
+BEGIN INSERT INTO collection_dirty(client) SELECT OLD.client
+    WHERE NOT EXISTS (SELECT 1 FROM collection_dirty WHERE client = OLD.client); END;
+"#,
 ];

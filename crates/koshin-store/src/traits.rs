@@ -285,6 +285,25 @@ pub struct CollectionRecord {
     pub members: i64,
     pub created_ms: i64,
     pub created_by: String,
+    /// The rules' current version (1 when created).
+    pub version: i64,
+    pub rules: koshin_domain::collections::Rules,
+    /// The site a replicated collection comes from (read-only here).
+    pub origin: Option<String>,
+    /// When its membership was last evaluated, and last evaluated in full.
+    pub evaluated_ms: Option<i64>,
+    pub full_evaluated_ms: Option<i64>,
+}
+
+/// One saved version of a collection's rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollectionVersion {
+    pub version: i64,
+    pub rules: koshin_domain::collections::Rules,
+    pub saved_ms: i64,
+    pub saved_by: String,
+    pub note: String,
+    pub current: bool,
 }
 
 /// One member of a collection.
@@ -294,20 +313,50 @@ pub struct CollectionMember {
     pub client_id: String,
     pub added_ms: i64,
     pub added_by: String,
+    /// How it is a member: direct, query or include.
+    pub via: String,
 }
 
 /// Collections and administrators' scopes. Every change writes its audit entry in the same
 /// transaction. A `scope` limits what is seen (and which clients may be added) to the
 /// clients of an administrator's collections.
 pub trait CollectionStore: Send + Sync {
-    /// A new direct-membership collection, its id made of `site_code` and a number.
+    /// A new collection, its id made of `site_code` and a number, with its rules as
+    /// version 1 (collections in them named by id or name), evaluated at once.
     fn create_collection(
         &self,
         site_code: &str,
         name: &str,
         comment: &str,
+        rules: &koshin_domain::collections::Rules,
         audit: &AuditEntry,
     ) -> Result<CollectionRecord>;
+    /// Saves new rules as the next version and evaluates the collection (and every
+    /// collection that reads it) in the same transaction.
+    fn set_collection_rules(
+        &self,
+        key: &str,
+        rules: &koshin_domain::collections::Rules,
+        note: &str,
+        audit: &AuditEntry,
+    ) -> Result<CollectionRecord>;
+    /// Saves version `version`'s rules again, as the next version, and evaluates.
+    fn rollback_collection(
+        &self,
+        key: &str,
+        version: i64,
+        audit: &AuditEntry,
+    ) -> Result<CollectionRecord>;
+    /// Every saved version of a collection's rules, oldest first.
+    fn collection_history(&self, key: &str, scope: &Scope) -> Result<Vec<CollectionVersion>>;
+    /// Evaluates membership now: the clients marked since the last pass, then in full the
+    /// collection `key` (and what reads it), or every collection when `full` and no key.
+    fn evaluate_collections(
+        &self,
+        key: Option<&str>,
+        full: bool,
+        now_ms: i64,
+    ) -> Result<crate::membership::Evaluated>;
     fn list_collections(&self, scope: &Scope) -> Result<Vec<CollectionRecord>>;
     /// One collection, by id or name, with its members.
     fn collection(

@@ -62,7 +62,13 @@ fn column(store: &SqliteStore, sql: &str, scope: &Scope) -> Vec<serde_json::Valu
 fn a_scoped_administrator_sees_only_their_collections_clients() {
     let (_dir, store) = site();
     let web = store
-        .create_collection("CS1", "Web servers", "", &entry("create collection"))
+        .create_collection(
+            "CS1",
+            "Web servers",
+            "",
+            &koshin_domain::collections::Rules::default(),
+            &entry("create collection"),
+        )
         .expect("create");
     assert_eq!(web.id, "CS100002");
     let (added, _) = store

@@ -698,6 +698,34 @@ pub struct CollectionOut {
     pub members: i64,
     pub created: Timestamp,
     pub created_by: String,
+    /// The current version of its rules.
+    #[serde(default)]
+    pub version: i64,
+    #[serde(default)]
+    pub rules: CollectionRules,
+    /// The site a replicated collection comes from (change it there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// When its membership was last evaluated, and last evaluated in full.
+    #[serde(default)]
+    pub evaluated: Option<Timestamp>,
+    #[serde(default)]
+    pub full_evaluated: Option<Timestamp>,
+}
+
+/// A collection's rules (docs/inventory.md): collections by id (by id or name when sent).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionRules {
+    /// A query; clients it matches are members.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Members are drawn from this collection; none is All Systems.
+    #[serde(default)]
+    pub limiting: Option<String>,
+    #[serde(default)]
+    pub includes: Vec<String>,
+    #[serde(default)]
+    pub excludes: Vec<String>,
 }
 
 /// One member of a collection.
@@ -707,6 +735,57 @@ pub struct CollectionMemberOut {
     pub client_id: String,
     pub added: Timestamp,
     pub added_by: String,
+    /// How it is a member: `direct`, `query`, `include` (`all` in All Systems).
+    #[serde(default)]
+    pub via: String,
+}
+
+/// `POST /api/v1/collections/{key}/rules`: what to change; what is left out stays.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RulesChange {
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Drop the query.
+    #[serde(default)]
+    pub no_query: bool,
+    /// A collection by id or name; All Systems for none.
+    #[serde(default)]
+    pub limiting: Option<String>,
+    /// Replace the included (excluded) collections; an empty list drops them all.
+    #[serde(default)]
+    pub includes: Option<Vec<String>>,
+    #[serde(default)]
+    pub excludes: Option<Vec<String>>,
+    /// Why, kept with the version.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// One saved version of a collection's rules (`koshin collections history`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectionVersionOut {
+    pub version: i64,
+    #[serde(flatten)]
+    pub rules: CollectionRules,
+    pub saved: Timestamp,
+    pub saved_by: String,
+    pub note: String,
+    pub current: bool,
+}
+
+/// `POST /api/v1/collections/{key}/rollback`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectionRollback {
+    pub version: i64,
+}
+
+/// What an evaluation of collection membership changed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationOut {
+    pub collections: u64,
+    pub clients: u64,
+    pub joined: u64,
+    pub left: u64,
 }
 
 /// `koshin collections show NAME`.
@@ -723,6 +802,8 @@ pub struct NewCollection {
     pub name: String,
     #[serde(default)]
     pub comment: String,
+    #[serde(default, flatten)]
+    pub rules: CollectionRules,
 }
 
 /// `POST /api/v1/collections/{key}/members`: clients by name or client id.

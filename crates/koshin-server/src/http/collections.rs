@@ -6,10 +6,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
+use koshin_domain::Scope;
+use koshin_domain::collections::{ALL_SYSTEMS_ID, Rules};
 use koshin_store::{CollectionMember, CollectionRecord};
 use koshin_wire::{
-    AdminOut, CollectionDetail, CollectionMemberOut, CollectionOut, MembersChange, MembersChanged,
-    NewCollection, ScopesChange,
+    AdminOut, CollectionDetail, CollectionMemberOut, CollectionOut, CollectionRollback,
+    CollectionRules, CollectionVersionOut, EvaluationOut, MembersChange, MembersChanged,
+    NewCollection, RulesChange, ScopesChange,
 };
 
 use super::auth::{Admin, Can, CanManageAdministrators, CanManageCollections};
@@ -18,6 +21,15 @@ use crate::site::Site;
 
 fn ts(ms: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+fn rules_out(r: Rules) -> CollectionRules {
+    CollectionRules {
+        query: r.query,
+        limiting: r.limiting,
+        includes: r.includes,
+        excludes: r.excludes,
+    }
 }
 
 fn out(c: CollectionRecord) -> CollectionOut {
@@ -29,6 +41,11 @@ fn out(c: CollectionRecord) -> CollectionOut {
         members: c.members,
         created: ts(c.created_ms),
         created_by: c.created_by,
+        version: c.version,
+        rules: rules_out(c.rules),
+        origin: c.origin,
+        evaluated: c.evaluated_ms.map(ts),
+        full_evaluated: c.full_evaluated_ms.map(ts),
     }
 }
 
@@ -38,7 +55,50 @@ fn member_out(m: CollectionMember) -> CollectionMemberOut {
         client_id: m.client_id,
         added: ts(m.added_ms),
         added_by: m.added_by,
+        via: m.via,
     }
+}
+
+/// Checks rules as sent: a query parses, and a scoped administrator draws members only
+/// from a collection of their scope. Returns them for the store (which resolves names).
+fn check_rules(r: &CollectionRules) -> Result<Rules, AppError> {
+    if let Some(q) = &r.query {
+        koshin_domain::query::parse(q).map_err(|e| AppError::BadRequest(format!("query: {e}")))?;
+    }
+    if r.includes.len() + r.excludes.len() > 64 {
+        return Err(AppError::BadRequest(
+            "at most 64 included and excluded collections".into(),
+        ));
+    }
+    Ok(Rules {
+        query: r.query.clone(),
+        limiting: r.limiting.clone(),
+        includes: r.includes.clone(),
+        excludes: r.excludes.clone(),
+    })
+}
+
+/// A scoped administrator's rules must be limited to a collection of their scope, so that
+/// what they build holds only clients they may see.
+async fn check_limit(site: &Site, admin: &Admin, rules: &Rules) -> Result<(), AppError> {
+    let Scope::Collections(ids) = &admin.scope else {
+        return Ok(());
+    };
+    let Some(limit) = rules.limiting.clone() else {
+        return Err(AppError::Forbidden(format!(
+            "{} may build collections only from the collections of their scope: name one as the limiting collection (--limit)",
+            admin.name
+        )));
+    };
+    let store = site.store.clone();
+    let resolved = blocking(move || Ok(store.resolve_collections(&[limit])?)).await?;
+    if !resolved.iter().all(|r| ids.contains(r)) {
+        return Err(AppError::Forbidden(format!(
+            "{} may limit collections only to those of their scope",
+            admin.name
+        )));
+    }
+    Ok(())
 }
 
 pub async fn list(
@@ -79,12 +139,15 @@ pub async fn create(
             "a comment is at most 512 printable characters".into(),
         ));
     }
+    let rules = check_rules(&req.rules)?;
+    check_limit(&site, &admin, &rules).await?;
     let entry = admin.entry("create collection", &req.name, &req.comment);
     let store = site.store.clone();
     let code = site.config.site.code.clone();
-    let c =
-        blocking(move || Ok(store.create_collection(&code, &req.name, &req.comment, &entry)?))
-            .await?;
+    let c = blocking(move || {
+        Ok(store.create_collection(&code, &req.name, &req.comment, &rules, &entry)?)
+    })
+    .await?;
     Ok(Json(out(c)))
 }
 
@@ -197,4 +260,161 @@ pub async fn preview(
             serde_json::json!({"computer": computer, "client_id": client_id})
         }).collect::<Vec<_>>(),
     })))
+}
+
+/// `POST /api/v1/collections/{key}/rules`: saves the collection's rules, changed as asked,
+/// as its next version, and evaluates its membership at once.
+pub async fn set_rules(
+    Can(admin, _): Can<CanManageCollections>,
+    State(site): State<Arc<Site>>,
+    Path(key): Path<String>,
+    Json(req): Json<RulesChange>,
+) -> Result<Json<CollectionOut>, AppError> {
+    if req.note.chars().count() > 512 || req.note.chars().any(char::is_control) {
+        return Err(AppError::BadRequest(
+            "a note is at most 512 printable characters".into(),
+        ));
+    }
+    if req.no_query && req.query.is_some() {
+        return Err(AppError::BadRequest(
+            "give a query or drop it, not both".into(),
+        ));
+    }
+    let store = site.store.clone();
+    let (k, scope) = (key.clone(), admin.scope.clone());
+    let (current, _) = blocking(move || Ok(store.collection(&k, &scope)?))
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no collection '{key}'")))?;
+    let mut rules = rules_out(current.rules);
+    if req.no_query {
+        rules.query = None;
+    }
+    if let Some(q) = req.query {
+        rules.query = Some(q);
+    }
+    if let Some(l) = req.limiting {
+        rules.limiting = Some(l);
+    }
+    if let Some(i) = req.includes {
+        rules.includes = i;
+    }
+    if let Some(e) = req.excludes {
+        rules.excludes = e;
+    }
+    let rules = check_rules(&rules)?;
+    check_limit(&site, &admin, &rules).await?;
+    let detail = format!(
+        "query {}; limited to {}; include [{}]; exclude [{}]{}",
+        rules.query.as_deref().unwrap_or("none"),
+        rules.limiting.as_deref().unwrap_or(ALL_SYSTEMS_ID),
+        rules.includes.join(", "),
+        rules.excludes.join(", "),
+        if req.note.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", req.note)
+        }
+    );
+    let entry = admin.entry("set collection rules", &key, &detail);
+    let store = site.store.clone();
+    let c =
+        blocking(move || Ok(store.set_collection_rules(&key, &rules, &req.note, &entry)?)).await?;
+    Ok(Json(out(c)))
+}
+
+/// `GET /api/v1/collections/{key}/history`: every saved version of its rules.
+pub async fn history(
+    admin: Admin,
+    State(site): State<Arc<Site>>,
+    Path(key): Path<String>,
+) -> Result<Json<Vec<CollectionVersionOut>>, AppError> {
+    let store = site.store.clone();
+    let list = blocking(move || Ok(store.collection_history(&key, &admin.scope)?)).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|v| CollectionVersionOut {
+                version: v.version,
+                rules: rules_out(v.rules),
+                saved: ts(v.saved_ms),
+                saved_by: v.saved_by,
+                note: v.note,
+                current: v.current,
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /api/v1/collections/{key}/rollback`: saves an earlier version's rules again, as
+/// the next version, and evaluates.
+pub async fn rollback(
+    Can(admin, _): Can<CanManageCollections>,
+    State(site): State<Arc<Site>>,
+    Path(key): Path<String>,
+    Json(req): Json<CollectionRollback>,
+) -> Result<Json<CollectionOut>, AppError> {
+    let store = site.store.clone();
+    let (k, scope) = (key.clone(), admin.scope.clone());
+    let versions = blocking(move || Ok(store.collection_history(&k, &scope)?)).await?;
+    let old = versions
+        .into_iter()
+        .find(|v| v.version == req.version)
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "version {} of collection '{key}' (koshin collections history {key})",
+                req.version
+            ))
+        })?;
+    check_limit(&site, &admin, &old.rules).await?;
+    let entry = admin.entry(
+        "roll back collection rules",
+        &key,
+        &format!("to version {}", req.version),
+    );
+    let store = site.store.clone();
+    let c = blocking(move || Ok(store.rollback_collection(&key, req.version, &entry)?)).await?;
+    Ok(Json(out(c)))
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct EvaluateAsk {
+    #[serde(default)]
+    full: bool,
+}
+
+/// `POST /api/v1/collections/evaluate` and `/api/v1/collections/{key}/evaluate`: evaluates
+/// membership now — the clients changed since the last pass, then in full the collection
+/// named (and what reads it), or every collection with `full`.
+pub async fn evaluate_all(
+    Can(admin, _): Can<CanManageCollections>,
+    State(site): State<Arc<Site>>,
+    Json(req): Json<EvaluateAsk>,
+) -> Result<Json<EvaluationOut>, AppError> {
+    evaluate(&site, &admin, None, req.full).await
+}
+
+pub async fn evaluate_one(
+    Can(admin, _): Can<CanManageCollections>,
+    State(site): State<Arc<Site>>,
+    Path(key): Path<String>,
+) -> Result<Json<EvaluationOut>, AppError> {
+    let store = site.store.clone();
+    let (k, scope) = (key.clone(), admin.scope.clone());
+    if blocking(move || Ok(store.collection(&k, &scope)?))
+        .await?
+        .is_none()
+    {
+        return Err(AppError::NotFound(format!("no collection '{key}'")));
+    }
+    evaluate(&site, &admin, Some(key), true).await
+}
+
+async fn evaluate(
+    site: &Arc<Site>,
+    admin: &Admin,
+    key: Option<String>,
+    full: bool,
+) -> Result<Json<EvaluationOut>, AppError> {
+    let e = crate::colleval::evaluate(site, key.clone(), full).await?;
+    tracing::info!(admin = %admin.name, collection = ?key, full, "collection membership evaluated on request");
+    Ok(Json(e))
 }

@@ -102,6 +102,15 @@ routes! {
     "GET" "/api/v1/collections", Admin(Read) => get(collections::list);
     "POST" "/api/v1/collections", Admin(ManageCollections) => post(collections::create);
     "POST" "/api/v1/collections/preview", Admin(Read) => post(collections::preview);
+    "POST" "/api/v1/collections/evaluate", Admin(ManageCollections)
+        => post(collections::evaluate_all);
+    "POST" "/api/v1/collections/{key}/rules", Admin(ManageCollections)
+        => post(collections::set_rules);
+    "GET" "/api/v1/collections/{key}/history", Admin(Read) => get(collections::history);
+    "POST" "/api/v1/collections/{key}/rollback", Admin(ManageCollections)
+        => post(collections::rollback);
+    "POST" "/api/v1/collections/{key}/evaluate", Admin(ManageCollections)
+        => post(collections::evaluate_one);
     "GET" "/api/v1/collections/{key}", Admin(Read) => get(collections::show);
     "POST" "/api/v1/collections/{key}/members", Admin(ManageCollections)
         => post(collections::members);
