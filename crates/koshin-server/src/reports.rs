@@ -85,6 +85,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         "inventory-health",
         include_str!("../reports/inventory-health.sql"),
     ),
+    (
+        "computers-by-chassis-and-os",
+        include_str!("../reports/computers-by-chassis-and-os.sql"),
+    ),
 ];
 
 /// Where a report comes from.
