@@ -1,7 +1,8 @@
 //! The reports (P9): each a named, parameterized, read-only SQL query over the documented
 //! views of the site database (docs/reports.md). A report is a `.sql` file: a header of
-//! `-- key: value` comments (title, category, completed-by), free comment lines describing
-//! it, then one SELECT whose `:name` parameters are the report's parameters. The built-in
+//! `-- key: value` comments (title, category, completed-by, optional), free comment lines
+//! describing it, then one SELECT whose `:name` parameters are the report's parameters —
+//! required, except those the `optional` line names, which are NULL when not given. The built-in
 //! reports are such files compiled in; a site's own reports are files in `DATA/reports/`,
 //! read at every request, so a copied and edited file appears without a restart.
 
@@ -84,6 +85,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         "inventory-health",
         include_str!("../reports/inventory-health.sql"),
     ),
+    (
+        "computers-by-chassis-and-os",
+        include_str!("../reports/computers-by-chassis-and-os.sql"),
+    ),
 ];
 
 /// Where a report comes from.
@@ -101,7 +106,10 @@ pub struct Report {
     pub description: String,
     /// The later capability whose data completes it (until then it returns no rows).
     pub completed_by: Option<String>,
+    /// The parameters a run must give, in order of first use.
     pub parameters: Vec<String>,
+    /// The parameters a run may leave out (header `-- optional: a, b`): NULL when left out.
+    pub optional: Vec<String>,
     /// The whole file, header included: what `koshin report sql` prints, ready to copy.
     pub sql: String,
     pub source: Source,
@@ -116,6 +124,7 @@ impl Report {
             title: self.title.clone(),
             category: self.category.clone(),
             parameters: self.parameters.clone(),
+            optional_parameters: self.optional.clone(),
             sql: self.sql.trim_end().to_string(),
             description: self.description.clone(),
             source: match &self.source {
@@ -143,6 +152,7 @@ pub fn parse(name: &str, text: &str, source: Source) -> Report {
     let mut title = None;
     let mut category = None;
     let mut completed_by = None;
+    let mut optional: Vec<String> = Vec::new();
     let mut description = Vec::new();
     for line in text.lines() {
         let line = line.trim();
@@ -163,20 +173,44 @@ pub fn parse(name: &str, text: &str, source: Source) -> Report {
             Some((k, v)) if k.trim().eq_ignore_ascii_case("completed-by") => {
                 completed_by = Some(v.trim().to_string())
             }
+            // `-- optional: a, b`; a line that names no list of parameters is description.
+            Some((k, v))
+                if k.trim().eq_ignore_ascii_case("optional") && parameter_list(v).is_some() =>
+            {
+                optional.extend(parameter_list(v).unwrap_or_default())
+            }
             _ => description.push(comment.to_string()),
         }
     }
+    let used = parameters(text);
+    let error = optional
+        .iter()
+        .find(|o| !used.contains(o))
+        .map(|o| format!("the header makes '{o}' optional, but the statement has no :{o}"));
     Report {
         name: name.to_string(),
         title: title.unwrap_or_else(|| name.to_string()),
         category: category.unwrap_or_else(|| "Custom".into()),
         description: description.join(" "),
         completed_by,
-        parameters: parameters(text),
+        parameters: used.into_iter().filter(|p| !optional.contains(p)).collect(),
+        optional,
         sql: text.to_string(),
         source,
-        error: None,
+        error,
     }
+}
+
+/// `a, :b` as parameter names, or None when it is not such a list.
+fn parameter_list(v: &str) -> Option<Vec<String>> {
+    v.split(',')
+        .map(|p| {
+            let p = p.trim().trim_start_matches([':', '@', '$']);
+            let ok = p.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            ok.then(|| p.to_string())
+        })
+        .collect()
 }
 
 /// The `:name` parameters of a statement, in order of first use; string literals, quoted
@@ -264,6 +298,7 @@ pub fn custom(dir: &Path) -> Vec<Report> {
             description: String::new(),
             completed_by: None,
             parameters: Vec::new(),
+            optional: Vec::new(),
             sql: String::new(),
             source: Source::File(path.clone()),
             error: Some(error),
@@ -348,9 +383,41 @@ mod tests {
     }
 
     #[test]
+    fn optional_parameters_are_named_in_the_header() {
+        let r = parse(
+            "x",
+            "-- title: T\n-- optional: collection, :days\nSELECT 1 WHERE :update AND (:collection IS NULL OR :days)",
+            Source::BuiltIn,
+        );
+        assert_eq!(r.parameters, vec!["update"]);
+        assert_eq!(r.optional, vec!["collection", "days"]);
+        assert_eq!(r.error, None);
+        assert_eq!(r.description, "");
+
+        let r = parse(
+            "x",
+            "-- optional: colection\nSELECT :collection",
+            Source::BuiltIn,
+        );
+        assert_eq!(r.parameters, vec!["collection"]);
+        let e = r.error.expect("an optional parameter the statement lacks");
+        assert!(e.contains("'colection'"), "{e}");
+
+        // Prose that begins with "Optional:" is description.
+        let r = parse(
+            "x",
+            "-- Optional: narrow it to one collection.\nSELECT 1",
+            Source::BuiltIn,
+        );
+        assert!(r.optional.is_empty());
+        assert_eq!(r.description, "Optional: narrow it to one collection.");
+    }
+
+    #[test]
     fn every_built_in_has_a_title_and_category() {
         for r in built_in() {
             assert!(valid_name(&r.name), "{}", r.name);
+            assert_eq!(r.error, None, "{}", r.name);
             assert_ne!(r.title, r.name, "{} has no title", r.name);
             assert_ne!(r.category, "Custom", "{} has no category", r.name);
         }

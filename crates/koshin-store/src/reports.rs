@@ -48,6 +48,7 @@ const UNSCOPED_TABLES: &[&str] = &[
     "synced_indices",
     "collections",
     "schedules",
+    "machine_policy",
     "content_files",
     "content_packages",
     "package_files",
@@ -216,20 +217,26 @@ impl ReportStore for SqliteStore {
         prepare(&conn, sql).map(drop)
     }
 
-    fn run_report(
+    fn run_report_optional(
         &self,
         sql: &str,
         params: &[(String, String)],
+        optional: &[String],
         scope: &Scope,
     ) -> Result<ReportRows> {
         match scope {
-            Scope::All => run(&lock(&self.report), sql, params),
-            Scope::Collections(ids) => run(&scoped(&self.path, ids)?, sql, params),
+            Scope::All => run(&lock(&self.report), sql, params, optional),
+            Scope::Collections(ids) => run(&scoped(&self.path, ids)?, sql, params, optional),
         }
     }
 }
 
-fn run(conn: &Connection, sql: &str, params: &[(String, String)]) -> Result<ReportRows> {
+fn run(
+    conn: &Connection,
+    sql: &str,
+    params: &[(String, String)],
+    optional: &[String],
+) -> Result<ReportRows> {
     let mut stmt = prepare(conn, sql)?;
     for i in 1..=stmt.parameter_count() {
         let Some(name) = stmt.parameter_name(i) else {
@@ -238,12 +245,17 @@ fn run(conn: &Connection, sql: &str, params: &[(String, String)]) -> Result<Repo
             ));
         };
         let key = name.trim_start_matches([':', '@', '$']);
-        let Some((_, value)) = params.iter().find(|(k, _)| k == key) else {
-            return Err(StoreError::Invalid(format!(
-                "the report needs the parameter '{key}' (--param {key}=VALUE)"
-            )));
-        };
-        stmt.raw_bind_parameter(i, value)?;
+        match params.iter().find(|(k, _)| k == key) {
+            Some((_, value)) => stmt.raw_bind_parameter(i, value)?,
+            None if optional.iter().any(|o| o == key) => {
+                stmt.raw_bind_parameter(i, rusqlite::types::Null)?
+            }
+            None => {
+                return Err(StoreError::Invalid(format!(
+                    "the report needs the parameter '{key}' (--param {key}=VALUE)"
+                )));
+            }
+        }
     }
     let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
     let mut rows = stmt.raw_query();

@@ -263,11 +263,22 @@ pub type ReportRows = (Vec<String>, Vec<Vec<serde_json::Value>>);
 
 pub trait ReportStore: Send + Sync {
     /// Runs a read-only query with named parameters (`:name`). A statement that would
-    /// write is refused.
+    /// write is refused, and so is one whose parameter `params` lacks.
     fn run_report(
         &self,
         sql: &str,
         params: &[(String, String)],
+        scope: &Scope,
+    ) -> Result<ReportRows> {
+        self.run_report_optional(sql, params, &[], scope)
+    }
+    /// As `run_report`, but a parameter named in `optional` that `params` lacks is bound
+    /// to NULL instead of refused.
+    fn run_report_optional(
+        &self,
+        sql: &str,
+        params: &[(String, String)],
+        optional: &[String],
         scope: &Scope,
     ) -> Result<ReportRows>;
     /// Prepares a report without running it: a statement that would write, or read what

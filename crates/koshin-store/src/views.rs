@@ -23,6 +23,7 @@ pub const VIEW_NAMES: &[&str] = &[
     "v_deployment_status",
     "v_inventory",
     "v_installed_packages",
+    "v_collection_members",
 ];
 
 pub const VIEWS: &str = r#"
@@ -40,7 +41,11 @@ SELECT id AS client_key, client_id, name AS computer, os, os_release, architectu
        agent_version, enrolled_ms, last_contact_ms, last_policy_ms, last_scan_ms,
        strftime('%Y-%m-%dT%H:%M:%SZ', last_scan_ms / 1000, 'unixepoch') AS last_scan,
        json_extract(last_scan_json, '$.result') AS last_scan_result,
-       scanned_cv AS scanned_content_version
+       scanned_cv AS scanned_content_version,
+       inventory_ms,
+       strftime('%Y-%m-%dT%H:%M:%SZ', inventory_ms / 1000, 'unixepoch') AS last_inventory,
+       (SELECT MIN(i.value) FROM inventory i
+        WHERE i.client = clients.id AND i.property = 'chassis') AS chassis
 FROM clients;
 
 CREATE VIEW v_update_states AS
@@ -165,4 +170,14 @@ SELECT c.name AS computer, c.client_id, c.id AS client_key,
        substr(p.package, 1, instr(p.package, ':') - 1) AS package,
        substr(p.package, instr(p.package, ':') + 1) AS architecture, p.version
 FROM inventory_packages p JOIN clients c ON c.id = p.client;
+
+CREATE VIEW v_collection_members AS
+SELECT k.collection_id, k.name AS collection, c.id AS client_key, c.name AS computer, c.client_id
+FROM collection_members m
+JOIN collections k ON k.id = m.collection
+JOIN clients c ON c.id = m.client
+UNION ALL
+SELECT k.collection_id, k.name, c.id, c.name, c.client_id
+FROM collections k JOIN clients c
+WHERE k.collection_id = 'SMS00001';
 "#;

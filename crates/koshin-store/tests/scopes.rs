@@ -4,7 +4,8 @@
 
 use koshin_domain::Scope;
 use koshin_store::{
-    AuditEntry, CatalogStore, ClientStore, CollectionStore, ReportStore, SqliteStore, StatusStore,
+    AuditEntry, CatalogStore, ClientStore, CollectionStore, PolicyStore, ReportStore, SqliteStore,
+    StatusStore,
 };
 use koshin_wire::StatusQuery;
 use rusqlite::Connection;
@@ -259,4 +260,92 @@ fn a_scoped_administrator_sees_only_their_collections_clients() {
         .delete_collection("Web servers", &entry("delete"))
         .expect_err("in use as a scope");
     assert!(e.to_string().contains("scope of administrator root"), "{e}");
+}
+
+/// v_collection_members holds All Systems (every client, though it has no member rows) and
+/// is narrowed for a scoped administrator like every view; the machine policy holds no
+/// client's data, so a scoped report may read it; an optional parameter left out is NULL,
+/// a required one left out is refused.
+#[test]
+fn collection_members_view_policy_and_optional_parameters() {
+    let (_dir, store) = site();
+    let web = store
+        .create_collection("CS1", "Web servers", "", &entry("create collection"))
+        .expect("create");
+    store
+        .change_members(
+            "Web servers",
+            &["web-1".into()],
+            &[],
+            &Scope::All,
+            &entry("add members"),
+        )
+        .expect("add members");
+    let scope = Scope::of(std::slice::from_ref(&web.id));
+    let members = |s: &Scope| -> Vec<serde_json::Value> {
+        let (columns, rows) = store
+            .run_report(
+                "SELECT * FROM v_collection_members ORDER BY collection_id, computer",
+                &[],
+                s,
+            )
+            .expect("members");
+        assert_eq!(
+            columns,
+            [
+                "collection_id",
+                "collection",
+                "client_key",
+                "computer",
+                "client_id"
+            ]
+        );
+        rows.into_iter()
+            .map(|r| serde_json::json!([r[0], r[3]]))
+            .collect()
+    };
+    assert_eq!(
+        members(&Scope::All),
+        [
+            serde_json::json!(["CS100002", "web-1"]),
+            serde_json::json!(["SMS00001", "db-1"]),
+            serde_json::json!(["SMS00001", "web-1"]),
+            serde_json::json!(["SMS00001", "web-2"]),
+        ]
+    );
+    assert_eq!(
+        members(&scope),
+        [
+            serde_json::json!(["CS100002", "web-1"]),
+            serde_json::json!(["SMS00001", "web-1"]),
+        ]
+    );
+
+    store
+        .put_machine_policy(&serde_json::json!({"scan_interval_minutes": 60}), 0)
+        .expect("policy");
+    assert_eq!(
+        column(
+            &store,
+            "SELECT json_extract(body, '$.scan_interval_minutes') FROM machine_policy",
+            &scope
+        ),
+        [60]
+    );
+
+    let sql = "SELECT COUNT(*) FROM v_clients WHERE :c IS NULL OR computer = :c";
+    let optional = ["c".to_string()];
+    let count = |params: &[(String, String)]| {
+        store
+            .run_report_optional(sql, params, &optional, &Scope::All)
+            .expect("runs")
+            .1[0][0]
+            .clone()
+    };
+    assert_eq!(count(&[]), 3);
+    assert_eq!(count(&[("c".into(), "db-1".into())]), 1);
+    let e = store
+        .run_report(sql, &[], &Scope::All)
+        .expect_err("a required parameter left out");
+    assert!(e.to_string().contains("'c'"), "{e}");
 }

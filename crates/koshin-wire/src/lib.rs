@@ -469,7 +469,11 @@ pub struct ReportInfo {
     pub name: String,
     pub title: String,
     pub category: String,
+    /// The parameters a run must give.
     pub parameters: Vec<String>,
+    /// The parameters a run may leave out; a left-out one is NULL in the statement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub optional_parameters: Vec<String>,
     /// The report's file, header comments included: copy it to `DATA/reports/NAME.sql`.
     pub sql: String,
     #[serde(default)]

@@ -76,7 +76,12 @@ pub async fn run(api: &Api, cmd: ReportCommand) -> anyhow::Result<ExitCode> {
                         vec![
                             r.name.clone(),
                             r.category.clone(),
-                            r.parameters.join(", "),
+                            r.parameters
+                                .iter()
+                                .cloned()
+                                .chain(r.optional_parameters.iter().map(|o| format!("[{o}]")))
+                                .collect::<Vec<_>>()
+                                .join(", "),
                             r.title.clone(),
                             note,
                         ]

@@ -1,6 +1,7 @@
-//! Reports: the list, the SQL behind each, and running one with its parameters. A console
-//! polls `GET /api/v1/reports/NAME?refresh_minutes=N` (N from 1 to 60, P9); the answer says
-//! when it was generated and when to ask again, and carries a `Refresh` header.
+//! Reports: the list, the SQL behind each, and running one with its parameters (an optional
+//! one left out, or given empty, is NULL). A console polls
+//! `GET /api/v1/reports/NAME?refresh_minutes=N` (N from 1 to 60, P9); the answer says when
+//! it was generated and when to ask again, and carries a `Refresh` header.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,19 +79,33 @@ pub async fn run(
                 )));
             }
         }
-        if let Some(extra) = params.keys().find(|k| !report.parameters.contains(k)) {
+        if let Some(extra) = params
+            .keys()
+            .find(|k| !report.parameters.contains(k) && !report.optional.contains(k))
+        {
+            let takes: Vec<String> = report
+                .parameters
+                .iter()
+                .cloned()
+                .chain(report.optional.iter().map(|o| format!("{o} (optional)")))
+                .collect();
             return Err(AppError::BadRequest(format!(
                 "report {name} has no parameter '{extra}'{}",
-                if report.parameters.is_empty() {
+                if takes.is_empty() {
                     String::new()
                 } else {
-                    format!(" (it takes: {})", report.parameters.join(", "))
+                    format!(" (it takes: {})", takes.join(", "))
                 }
             )));
         }
-        let params: Vec<(String, String)> = params.into_iter().collect();
+        // An optional parameter given empty is left out, as a blank form field would be.
+        let params: Vec<(String, String)> = params
+            .into_iter()
+            .filter(|(k, v)| !(report.optional.contains(k) && v.trim().is_empty()))
+            .collect();
         let t = Instant::now();
-        let (columns, rows) = store.run_report(&report.sql, &params, &scope)?;
+        let (columns, rows) =
+            store.run_report_optional(&report.sql, &params, &report.optional, &scope)?;
         Ok((report, columns, rows, t.elapsed().as_millis() as u64))
     })
     .await?;
