@@ -415,7 +415,14 @@ mod tests {
             sysctl_path("net/ipv4/conf/eth0.100/rp_filter").as_deref(),
             Some("proc/sys/net/ipv4/conf/eth0.100/rp_filter")
         );
-        for bad in ["", "net..ipv4", "net/../../etc/shadow", "a b", "net.ipv4.*", "/"] {
+        for bad in [
+            "",
+            "net..ipv4",
+            "net/../../etc/shadow",
+            "a b",
+            "net.ipv4.*",
+            "/",
+        ] {
             assert_eq!(sysctl_path(bad), None, "{bad}");
             assert!(check_sysctl(bad).is_err(), "{bad}");
         }
