@@ -701,4 +701,16 @@ CREATE INDEX inventory_packages_package ON inventory_packages(package);
 ALTER TABLE clients ADD COLUMN inventory_ms INTEGER;
 ALTER TABLE clients ADD COLUMN inventory_hash TEXT;
 "#,
+    // 15: custom inventory classes. Each property of a class and its source (the wire
+    // InventorySource as JSON); machine policy carries them to clients.
+    r#"
+CREATE TABLE inventory_classes (
+    class TEXT NOT NULL,
+    property TEXT NOT NULL,
+    source TEXT NOT NULL,
+    changed_ms INTEGER NOT NULL,
+    changed_by TEXT NOT NULL,
+    PRIMARY KEY (class, property)
+) WITHOUT ROWID;
+"#,
 ];
