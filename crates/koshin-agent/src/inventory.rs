@@ -2,7 +2,8 @@
 //! same places an administrator would look — `/etc/os-release`, the firmware's DMI table
 //! in `/sys/class/dmi/id`, `/proc/cpuinfo` and `/proc/meminfo`, the mounted file systems,
 //! the network adapters and addresses, the services (the computer's roles), the last user
-//! who logged on (`/var/log/wtmp`) — and the packages dpkg holds.
+//! who logged on (`/var/log/wtmp`) — and the packages dpkg holds; and the properties of the
+//! site's custom inventory classes (`custom.CLASS.PROPERTY`, [`crate::inventory_classes`]).
 //!
 //! Everything is read under a root (`/` on a real machine; another root for a test or a
 //! container image). Addresses and running services are the live machine's: they are read
@@ -88,8 +89,21 @@ const HYPERVISORS: &[&str] = &[
     "openstack",
 ];
 
-/// Collects the inventory of the machine under `root`.
+/// Collects the inventory of the machine under `root`, without custom classes.
 pub fn collect(root: &Path) -> Inventory {
+    collect_with(root, &[])
+}
+
+/// Collects the inventory of the machine under `root` with the custom inventory classes'
+/// properties (`custom.CLASS.PROPERTY`, read as [`crate::inventory_classes`] says).
+pub fn collect_with(root: &Path, classes: &[koshin_wire::InventoryClassProperty]) -> Inventory {
+    let mut inv = builtin(root);
+    inv.properties
+        .extend(crate::inventory_classes::collect(root, classes));
+    inv
+}
+
+fn builtin(root: &Path) -> Inventory {
     let live = root == Path::new("/");
     let mut inv = Inventory::default();
 
@@ -342,7 +356,10 @@ pub async fn send(
     root: &Path,
 ) -> anyhow::Result<InventorySent> {
     let now = jiff::Timestamp::now().as_millisecond();
-    let inv = collect(root);
+    // Custom classes may run commands for seconds: off the async threads.
+    let classes = crate::inventory_classes::held(db);
+    let at = root.to_path_buf();
+    let inv = tokio::task::spawn_blocking(move || collect_with(&at, &classes)).await?;
     let last: Option<Inventory> = db
         .get("inventory_sent")?
         .and_then(|j| serde_json::from_str(&j).ok());

@@ -13,6 +13,7 @@ pub mod dpkg;
 pub mod enroll;
 pub mod install;
 pub mod inventory;
+pub mod inventory_classes;
 pub mod mp;
 pub mod runner;
 pub mod scan;

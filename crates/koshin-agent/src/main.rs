@@ -93,7 +93,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// This computer's hardware and software inventory, as collections will query it.
+    /// This computer's hardware and software inventory, as collections will query it, with
+    /// the custom inventory classes of the machine policy held in the state folder.
     Inventory {
         /// Another root (a test root or a mounted image) instead of this machine.
         #[arg(long, default_value = "/")]
@@ -225,7 +226,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let inv = koshin_agent::inventory::collect(&root);
+            // The custom classes of the policy this agent holds, if it is enrolled.
+            let classes = koshin_agent::inventory_classes::held_in(&cli.state);
+            let inv = koshin_agent::inventory::collect_with(&root, &classes);
             if json {
                 println!("{}", serde_json::to_string_pretty(&inv)?);
                 return Ok(());

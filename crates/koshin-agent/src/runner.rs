@@ -27,7 +27,14 @@ pub async fn poll_policy(db: &AgentDb, mp: &Mp) -> Result<(), crate::mp::MpError
     let p = mp.policy().await?;
     let now = now_ms();
     let store = |db: &AgentDb| -> anyhow::Result<()> {
+        let had_policy = db.get("policy")?.is_some();
+        let classes_before = crate::inventory_classes::held(db);
         db.set("policy", &serde_json::to_string(&p)?)?;
+        // New or changed custom inventory classes: collect and send the inventory now,
+        // not at the next daily one.
+        if had_policy && classes_before != p.inventory_classes {
+            db.set_i64("next_inventory_ms", now)?;
+        }
         db.set_i64("policy_version", p.policy_version)?;
         db.set_i64("metadata_ttl_minutes", p.metadata_ttl_minutes as i64)?;
         db.set_i64("scan_interval_minutes", p.scan_interval_minutes as i64)?;

@@ -159,3 +159,207 @@ async fn a_query_preview_matches_by_inventory_and_compliance() {
         "{v}"
     );
 }
+
+/// Custom inventory classes (issue 9): the site defines a class whose properties are read
+/// from a key-value file, a JSON file and a sysctl; two agents on test roots with different
+/// files get it in machine policy, collect it and send it; a collection query over
+/// `custom.CLASS.PROPERTY` matches exactly the right one. A changed class is a new policy,
+/// and the agent sends its inventory again at once; commands are not run under a test root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_inventory_classes_reach_agents_and_queries() {
+    let site = TestSite::start().await;
+    let set = |body: serde_json::Value| {
+        let site = &site;
+        async move {
+            call(
+                site,
+                "POST",
+                "/api/v1/inventory/classes",
+                Some(&site.token),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let version_before = site
+        .site
+        .store
+        .machine_policy()
+        .expect("policy")
+        .expect("a synced site has a policy")
+        .0;
+    for body in [
+        json!({"class": "app", "property": "tier", "source":
+            {"kind": "file", "path": "/etc/app.conf", "format": "key-value", "key": "TIER"}}),
+        json!({"class": "app", "property": "node", "source":
+            {"kind": "file", "path": "/etc/app.json", "format": "json", "key": "app.nodes.0.name"}}),
+        json!({"class": "net", "property": "ip-forward", "source":
+            {"kind": "sysctl", "key": "net.ipv4.ip_forward"}}),
+        json!({"class": "app", "property": "hello", "source":
+            {"kind": "command", "argv": ["echo", "hello"]}}),
+    ] {
+        let (s, v) = set(body).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // Refused: a name out of the rules, an unknown format, a relative path, no program.
+    for bad in [
+        json!({"class": "App", "property": "x", "source": {"kind": "sysctl", "key": "a.b"}}),
+        json!({"class": "app", "property": "x", "source":
+            {"kind": "file", "path": "/etc/a", "format": "yaml", "key": "k"}}),
+        json!({"class": "app", "property": "x", "source":
+            {"kind": "file", "path": "etc/a", "key": "k"}}),
+        json!({"class": "app", "property": "x", "source": {"kind": "command", "argv": []}}),
+        json!({"class": "app", "property": "x", "source": {"kind": "registry"}}),
+    ] {
+        let (s, v) = set(bad.clone()).await;
+        assert_eq!(s, 400, "{bad}: {v}");
+    }
+    let (s, list) = call(
+        &site,
+        "GET",
+        "/api/v1/inventory/classes",
+        Some(&site.token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{list}");
+    let paths: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "custom.app.hello",
+            "custom.app.node",
+            "custom.app.tier",
+            "custom.net.ip-forward"
+        ]
+    );
+    let (version, _) = site
+        .site
+        .store
+        .machine_policy()
+        .expect("policy")
+        .expect("policy");
+    assert_eq!(version, version_before + 4, "each change is a new policy");
+    // The public policy does not show the site's files and commands.
+    let (s, public) = call(&site, "GET", "/api/v1/policy/machine", None, None).await;
+    assert_eq!(s, 200, "{public}");
+    assert!(public.get("inventory_classes").is_none(), "{public}");
+
+    let gold = site.enroll("app-gold", TYPICAL).await;
+    let silver = site.enroll("app-silver", TYPICAL).await;
+    for (a, tier, node, forward) in [
+        (&gold, "\"gold\"", "n-east", "1"),
+        (&silver, "silver", "n-west", "0"),
+    ] {
+        std::fs::write(
+            a.root.join("etc/app.conf"),
+            format!("# app settings\nTIER={tier}\n"),
+        )
+        .expect("app.conf");
+        std::fs::write(
+            a.root.join("etc/app.json"),
+            json!({"app": {"nodes": [{"name": node}, {"name": "spare"}]}}).to_string(),
+        )
+        .expect("app.json");
+        std::fs::create_dir_all(a.root.join("proc/sys/net/ipv4")).expect("proc");
+        std::fs::write(
+            a.root.join("proc/sys/net/ipv4/ip_forward"),
+            format!("{forward}\n"),
+        )
+        .expect("sysctl");
+        koshin_agent::runner::poll_policy(&a.db(), &a.mp())
+            .await
+            .expect("policy");
+        assert_eq!(koshin_agent::inventory_classes::held(&a.db()).len(), 4);
+        let sent = koshin_agent::inventory::send(&a.db(), &a.mp(), &a.root)
+            .await
+            .expect("inventory");
+        assert!(sent.whole);
+    }
+    // The agent shows them as it sends them; the command was not run under a test root.
+    let classes = koshin_agent::inventory_classes::held_in(&gold.state);
+    let inv = koshin_agent::inventory::collect_with(&gold.root, &classes);
+    assert_eq!(inv.properties["custom.app.tier"], ["gold"]);
+    assert!(!inv.properties.contains_key("custom.app.hello"));
+
+    let preview = |q: &'static str| {
+        let site = &site;
+        async move {
+            let (s, v) = call(
+                site,
+                "POST",
+                "/api/v1/collections/preview",
+                Some(&site.token),
+                Some(json!({ "query": q })),
+            )
+            .await;
+            assert_eq!(s, 200, "{q}: {v}");
+            v["clients"]
+                .as_array()
+                .expect("clients")
+                .iter()
+                .map(|c| c["computer"].as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(preview("custom.app.tier = \"gold\"").await, ["app-gold"]);
+    assert_eq!(
+        preview("custom.app.node = \"n-west\"").await,
+        ["app-silver"]
+    );
+    assert_eq!(preview("custom.net.ip-forward = 1").await, ["app-gold"]);
+    assert_eq!(
+        preview("custom.app.tier ~ \"*\" and custom.net.ip-forward >= 0").await,
+        ["app-gold", "app-silver"]
+    );
+    assert!(preview("custom.app.hello = hello").await.is_empty());
+
+    // Deleting a property is a new policy; the agent notices it and sends at once what
+    // changed: the property is gone at the site.
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/inventory/classes/app/delete",
+        Some(&site.token),
+        Some(json!({"property": "tier"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["deleted"], 1);
+    let (s, v) = call(
+        &site,
+        "POST",
+        "/api/v1/inventory/classes/app/delete",
+        Some(&site.token),
+        Some(json!({"property": "tier"})),
+    )
+    .await;
+    assert_eq!(s, 404, "{v}");
+    gold.set_kv_i64("next_inventory_ms", i64::MAX);
+    koshin_agent::runner::poll_policy(&gold.db(), &gold.mp())
+        .await
+        .expect("policy");
+    assert!(
+        gold.kv_i64("next_inventory_ms").unwrap_or(i64::MAX) <= now_ms(),
+        "a changed class makes the inventory due"
+    );
+    let sent = koshin_agent::inventory::send(&gold.db(), &gold.mp(), &gold.root)
+        .await
+        .expect("inventory");
+    assert!(!sent.whole);
+    assert_eq!(sent.properties_sent, 1, "{sent:?}");
+    assert!(preview("custom.app.tier = \"gold\"").await.is_empty());
+    assert_eq!(preview("custom.app.node = \"n-east\"").await, ["app-gold"]);
+
+    // Who changed the classes is in the audit log.
+    let (s, audit) = call(&site, "GET", "/api/v1/audit", Some(&site.token), None).await;
+    assert_eq!(s, 200, "{audit}");
+    let text = audit.to_string();
+    assert!(text.contains("set inventory class property"), "{text}");
+    assert!(text.contains("delete inventory class"), "{text}");
+}

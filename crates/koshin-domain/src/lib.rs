@@ -12,6 +12,7 @@ pub mod compliance;
 pub mod component_status;
 pub mod content;
 pub mod deployments;
+pub mod inventory_classes;
 pub mod localpub;
 pub mod query;
 pub mod roles;

@@ -48,6 +48,13 @@ pub fn publish(
         created: now,
         distribution_points: Vec::new(),
         archive_key: None,
+        // The store writes the classes it holds into the policy it stores; these are for
+        // the policy returned.
+        inventory_classes: store
+            .inventory_classes()?
+            .into_iter()
+            .map(|c| c.property)
+            .collect(),
     };
     let body = serde_json::to_value(&policy)
         .map_err(|e| koshin_store::StoreError::Invalid(e.to_string()))?;

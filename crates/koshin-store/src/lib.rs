@@ -13,6 +13,7 @@ pub mod export;
 pub mod global;
 pub mod hierarchy;
 pub mod inventory;
+pub mod inventory_classes;
 pub mod membership;
 pub mod migrations;
 pub mod reports;

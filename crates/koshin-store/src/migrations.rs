@@ -763,4 +763,16 @@ CREATE TRIGGER collection_dirty_state_delete AFTER DELETE ON update_states
 BEGIN INSERT INTO collection_dirty(client) SELECT OLD.client
     WHERE NOT EXISTS (SELECT 1 FROM collection_dirty WHERE client = OLD.client); END;
 "#,
+    // 16: custom inventory classes. Each property of a class and its source (the wire
+    // InventorySource as JSON); machine policy carries them to clients.
+    r#"
+CREATE TABLE inventory_classes (
+    class TEXT NOT NULL,
+    property TEXT NOT NULL,
+    source TEXT NOT NULL,
+    changed_ms INTEGER NOT NULL,
+    changed_by TEXT NOT NULL,
+    PRIMARY KEY (class, property)
+) WITHOUT ROWID;
+"#,
 ];

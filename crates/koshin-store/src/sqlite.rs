@@ -885,6 +885,7 @@ impl PolicyStore for SqliteStore {
             .unwrap_or(0)
             + 1;
         let mut body = body.clone();
+        crate::inventory_classes::overlay(&tx, &mut body)?;
         if let Some(o) = body.as_object_mut() {
             o.insert("policy_version".into(), v.into());
         }

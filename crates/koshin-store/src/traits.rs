@@ -103,7 +103,9 @@ pub trait SyncStore: Send + Sync {
 }
 
 pub trait PolicyStore: Send + Sync {
-    /// Stores the site-wide machine policy; returns its new version.
+    /// Stores the site-wide machine policy; returns its new version. The site's custom
+    /// inventory classes are written into it in the same transaction, so that a class
+    /// changed while the policy was being made is not lost.
     fn put_machine_policy(&self, body: &serde_json::Value, now_ms: i64) -> Result<i64>;
     fn machine_policy(&self) -> Result<Option<(i64, serde_json::Value)>>;
 }
@@ -719,6 +721,36 @@ pub trait InventoryStore: Send + Sync {
 }
 
 /// Global data down the hierarchy (`global.rs`), status messages up, and the state of links.
+/// A custom inventory class property as the site holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventoryClassRecord {
+    pub property: koshin_wire::InventoryClassProperty,
+    pub changed_ms: i64,
+    pub changed_by: String,
+}
+
+/// The site's custom inventory classes. A change writes its audit entry and carries the
+/// classes into the stored machine policy (a new policy version), in one transaction.
+pub trait InventoryClassStore: Send + Sync {
+    /// Every class property, by class and property.
+    fn inventory_classes(&self) -> Result<Vec<InventoryClassRecord>>;
+    /// Adds a class property, or replaces its source. The caller has checked the names and
+    /// the source.
+    fn set_inventory_class(
+        &self,
+        p: &koshin_wire::InventoryClassProperty,
+        audit: &AuditEntry,
+    ) -> Result<InventoryClassRecord>;
+    /// Deletes one property of a class, or the whole class; returns how many properties
+    /// went (NotFound when none did).
+    fn delete_inventory_class(
+        &self,
+        class: &str,
+        property: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<usize>;
+}
+
 pub trait GlobalStore: Send + Sync {
     /// The collections and deployments changed after change `since` (all when 0).
     fn global_changes(&self, since: i64) -> Result<koshin_wire::GlobalData>;
@@ -844,6 +876,7 @@ pub trait Store:
     + GlobalStore
     + crate::export::ExportStore
     + InventoryStore
+    + InventoryClassStore
 {
 }
 impl<T> Store for T where
@@ -863,5 +896,6 @@ impl<T> Store for T where
         + GlobalStore
         + crate::export::ExportStore
         + InventoryStore
+        + InventoryClassStore
 {
 }

@@ -226,6 +226,98 @@ pub struct MachinePolicy {
     /// point's indices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_key: Option<String>,
+    /// The site's custom inventory classes: every client collects each property as the
+    /// inventory property `custom.CLASS.PROPERTY`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory_classes: Vec<InventoryClassProperty>,
+}
+
+/// One property of a custom inventory class, and where a client reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryClassProperty {
+    pub class: String,
+    pub property: String,
+    pub source: InventorySource,
+}
+
+/// Where a custom inventory property is read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum InventorySource {
+    /// A file under the client's root; `format` is `key-value`, `ini`, `json` or
+    /// `os-release`, and `key` what to look up in it.
+    File {
+        path: String,
+        #[serde(default = "key_value")]
+        format: String,
+        key: String,
+    },
+    /// A program and its arguments, run without a shell: each non-empty line of its
+    /// standard output is one value.
+    Command { argv: Vec<String> },
+    /// A kernel parameter, as `sysctl` names it (`net.ipv4.ip_forward`).
+    Sysctl { key: String },
+    /// A kind of source this program does not know (a newer site's): it gives no value.
+    #[serde(other)]
+    Unknown,
+}
+
+fn key_value() -> String {
+    "key-value".into()
+}
+
+impl std::fmt::Display for InventorySource {
+    /// One line for people: `file /etc/app.conf (key-value) TIER`, `command echo hello`,
+    /// `sysctl net.ipv4.ip_forward`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InventorySource::File { path, format, key } => {
+                write!(f, "file {path} ({format}) {key}")
+            }
+            InventorySource::Command { argv } => {
+                f.write_str("command")?;
+                for a in argv {
+                    if !a.is_empty()
+                        && a.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+                    {
+                        write!(f, " {a}")?;
+                    } else {
+                        write!(f, " '{}'", a.replace('\'', "'\\''"))?;
+                    }
+                }
+                Ok(())
+            }
+            InventorySource::Sysctl { key } => write!(f, "sysctl {key}"),
+            InventorySource::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// `GET /api/v1/inventory/classes`: a class property as the site holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryClassOut {
+    pub class: String,
+    pub property: String,
+    /// The inventory property clients collect it as: `custom.CLASS.PROPERTY`.
+    pub path: String,
+    pub source: InventorySource,
+    pub changed: Timestamp,
+    pub changed_by: String,
+}
+
+/// `POST /api/v1/inventory/classes/{name}/delete`: one property of the class, or (without
+/// `property`) the whole class.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryClassDelete {
+    #[serde(default)]
+    pub property: Option<String>,
+}
+
+/// What a delete removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryClassesDeleted {
+    pub deleted: u64,
 }
 
 /// A distribution point as policy gives it to clients.
@@ -1510,4 +1602,57 @@ pub struct InventoryAck {
     pub hash: String,
     pub properties: i64,
     pub packages: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(extra: &str) -> String {
+        format!(
+            r#"{{"policy_version": 3, "site": "CS1", "update_points": [], "content_version": 1,
+            "scan_interval_minutes": 1, "metadata_ttl_minutes": 1, "first_scan_window_minutes": 1,
+            "policy_poll_minutes": 1, "created": "2024-01-01T00:00:00Z"{extra}}}"#
+        )
+    }
+
+    /// An older site's policy (no classes) still parses, and a newer site's source kind
+    /// gives a source this program skips rather than a policy it cannot read.
+    #[test]
+    fn machine_policy_classes_are_optional_and_forward_compatible() {
+        let p: MachinePolicy = serde_json::from_str(&policy("")).expect("old policy");
+        assert!(p.inventory_classes.is_empty());
+        assert!(
+            !serde_json::to_string(&p)
+                .expect("json")
+                .contains("inventory_classes")
+        );
+        let p: MachinePolicy = serde_json::from_str(&policy(
+            r#", "inventory_classes": [
+                {"class": "app", "property": "tier",
+                 "source": {"kind": "file", "path": "/etc/app.conf", "key": "TIER"}},
+                {"class": "app", "property": "v", "source": {"kind": "command", "argv": ["echo", "it's"]}},
+                {"class": "k", "property": "fwd", "source": {"kind": "sysctl", "key": "net.ipv4.ip_forward"}},
+                {"class": "x", "property": "y", "source": {"kind": "registry", "hive": "HKLM"}}
+            ]"#,
+        ))
+        .expect("new policy");
+        let shown: Vec<String> = p
+            .inventory_classes
+            .iter()
+            .map(|c| c.source.to_string())
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "file /etc/app.conf (key-value) TIER",
+                "command echo 'it'\\''s'",
+                "sysctl net.ipv4.ip_forward",
+                "unknown"
+            ]
+        );
+        let back: MachinePolicy =
+            serde_json::from_str(&serde_json::to_string(&p).expect("json")).expect("again");
+        assert_eq!(back.inventory_classes[..3], p.inventory_classes[..3]);
+    }
 }

@@ -12,6 +12,7 @@ mod cmd_collections;
 mod cmd_content;
 mod cmd_deployments;
 mod cmd_dp;
+mod cmd_inventory;
 mod cmd_report;
 mod cmd_site;
 mod cmd_status;
@@ -179,6 +180,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd_collections::CollectionsCommand,
     },
+    /// Inventory the site defines: custom inventory classes.
+    Inventory {
+        #[command(subcommand)]
+        command: cmd_inventory::InventoryCommand,
+    },
     /// The audit log: who changed what, when, from where.
     Audit {
         /// Only entries of the last DURATION (30m, 2h, 7d).
@@ -270,6 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout => cmd_trust::logout(&api()?, &cli.site).await,
         Command::Admins { command } => cmd_trust::admins(&api()?, command).await,
         Command::Collections { command } => cmd_collections::run(&api()?, command).await,
+        Command::Inventory { command } => cmd_inventory::run(&api()?, command).await,
         Command::Content { command } => cmd_content::content(&api()?, command).await,
         Command::Catalog { command } => cmd_catalog::run(&api()?, command).await,
         Command::Sup {

@@ -1222,3 +1222,113 @@ fn a_child_site_joins_and_syncs_from_its_parent() {
         .into_owned();
     assert!(text.contains("CS1") && text.contains("parent"), "{text}");
 }
+
+/// `koshin inventory classes`: set each kind of source, list as a table and as JSON,
+/// refuse a bad name with a one-line reason, delete a property and a whole class.
+#[test]
+fn inventory_classes_from_the_cli() {
+    let (a, server) = archive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("site");
+    init(
+        &data,
+        &[format!(
+            "deb [signed-by={} arch=amd64] {} bookworm main",
+            a.keyring().display(),
+            a.uri(&server)
+        )],
+    );
+    let (site, token) = serve(&data);
+    let run = |args: &[&str]| {
+        let out = koshin(&site.url, &token, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let classes = ["inventory", "classes"];
+    let with = |rest: &[&'static str]| -> Vec<&'static str> {
+        classes
+            .iter()
+            .copied()
+            .chain(rest.iter().copied())
+            .collect()
+    };
+    assert!(
+        run(&with(&[
+            "set",
+            "app",
+            "tier",
+            "--file",
+            "/etc/app.conf",
+            "--key",
+            "TIER"
+        ]))
+        .contains("custom.app.tier")
+    );
+    run(&with(&[
+        "set",
+        "app",
+        "node",
+        "--file",
+        "/etc/app.json",
+        "--format",
+        "json",
+        "--key",
+        "app.nodes.0.name",
+    ]));
+    run(&with(&[
+        "set",
+        "net",
+        "ip-forward",
+        "--sysctl",
+        "net.ipv4.ip_forward",
+    ]));
+    run(&with(&[
+        "set",
+        "app",
+        "version",
+        "--command",
+        "dpkg-query",
+        "-W",
+        "-f",
+        "${Version}",
+        "app",
+    ]));
+    let table = run(&with(&["list"]));
+    assert!(table.starts_with("PROPERTY"), "{table}");
+    assert!(
+        table.contains("command dpkg-query -W -f '${Version}' app"),
+        "{table}"
+    );
+    assert!(
+        table.contains("file /etc/app.json (json) app.nodes.0.name"),
+        "{table}"
+    );
+    let list = json(&koshin(&site.url, &token, &with(&["list", "--json"])));
+    let list = list.as_array().expect("list");
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[0]["path"], "custom.app.node");
+    assert_eq!(list[0]["source"]["kind"], "file");
+    assert_eq!(list[0]["source"]["format"], "json");
+    assert_eq!(list[3]["source"]["key"], "net.ipv4.ip_forward");
+
+    let out = koshin(
+        &site.url,
+        &token,
+        &with(&["set", "App", "x", "--sysctl", "a.b"]),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("lower-case"), "{err}");
+
+    assert!(run(&with(&["delete", "app", "tier"])).contains("custom.app.tier deleted"));
+    assert!(run(&with(&["delete", "app"])).contains("2 properties"));
+    let out = koshin(&site.url, &token, &with(&["delete", "app"]));
+    assert!(!out.status.success());
+    let list = json(&koshin(&site.url, &token, &with(&["list", "--json"])));
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+}

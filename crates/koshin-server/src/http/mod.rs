@@ -11,6 +11,7 @@ mod deployments;
 pub mod error;
 pub mod export;
 mod hierarchy;
+mod inventory;
 mod mp;
 mod reports;
 pub mod router;

@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use koshin_domain::Permission;
 
 use super::{
-    admins, clients, collections, content, deployments, export, hierarchy, mp, reports, site,
-    status, sync, updates,
+    admins, clients, collections, content, deployments, export, hierarchy, inventory, mp, reports,
+    site, status, sync, updates,
 };
 use crate::site::Site as SiteState;
 
@@ -116,6 +116,10 @@ routes! {
         => post(collections::members);
     "POST" "/api/v1/collections/{key}/delete", Admin(ManageCollections)
         => post(collections::delete);
+    "GET" "/api/v1/inventory/classes", Admin(Read) => get(inventory::list);
+    "POST" "/api/v1/inventory/classes", Admin(ManageSite) => post(inventory::set);
+    "POST" "/api/v1/inventory/classes/{name}/delete", Admin(ManageSite)
+        => post(inventory::delete);
     "GET" "/api/v1/content", Admin(Read) => get(content::list);
     "POST" "/api/v1/content", Admin(ManageContent) => post(content::create);
     "GET" "/api/v1/content/{key}", Admin(Read) => get(content::show);

@@ -40,7 +40,11 @@ pub async fn machine_policy(
 ) -> Result<Json<MachinePolicy>, AppError> {
     let store = site.store.clone();
     let policy = blocking(move || Ok(store.machine_policy()?)).await?;
-    stored_policy(policy).map(Json)
+    let mut policy = stored_policy(policy)?;
+    // The site's inventory classes (its files and commands) are for enrolled clients only:
+    // they get them from the management point.
+    policy.inventory_classes.clear();
+    Ok(Json(policy))
 }
 
 /// The machine policy as stored, or why there is none.
