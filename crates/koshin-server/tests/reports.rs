@@ -208,11 +208,23 @@ fn estate() -> Estate {
     }
 
     let web = store
-        .create_collection("CS1", "Web servers", "", &audit("create collection"))
+        .create_collection(
+            "CS1",
+            "Web servers",
+            "",
+            &koshin_domain::collections::Rules::default(),
+            &audit("create collection"),
+        )
         .expect("collection");
     assert_eq!(web.id, "CS100002");
     let laptops = store
-        .create_collection("CS1", "Laptops", "", &audit("create collection"))
+        .create_collection(
+            "CS1",
+            "Laptops",
+            "",
+            &koshin_domain::collections::Rules::default(),
+            &audit("create collection"),
+        )
         .expect("collection");
     store
         .change_members(

@@ -270,7 +270,13 @@ fn a_scoped_administrator_sees_only_their_collections_clients() {
 fn collection_members_view_policy_and_optional_parameters() {
     let (_dir, store) = site();
     let web = store
-        .create_collection("CS1", "Web servers", "", &entry("create collection"))
+        .create_collection(
+            "CS1",
+            "Web servers",
+            "",
+            &koshin_domain::collections::Rules::default(),
+            &entry("create collection"),
+        )
         .expect("create");
     store
         .change_members(
