@@ -148,6 +148,7 @@ pub async fn evaluate(
     };
     let mut out = Vec::new();
     for d in &deployments {
+        let before = ctx.db.get(&key(&d.id, "state"))?;
         let e = match one(&mut ctx, d).await {
             Ok(e) => e,
             Err(e) => Evaluated {
@@ -158,9 +159,25 @@ pub async fn evaluate(
             },
         };
         report(&mut ctx, d, &e).await?;
+        // An expedited inventory (I4): the scan that evaluated the deployment changed its
+        // state, so the inventory goes now rather than at the next inventory cycle.
+        if d.expedited_inventory && before.as_deref() != Some(e.state.as_str()) {
+            expedite_inventory(ctx.db)?;
+        }
         out.push(e);
     }
     Ok(out)
+}
+
+/// Makes the inventory due now (the runner sends it in the same pass).
+pub fn expedite_inventory(db: &AgentDb) -> anyhow::Result<()> {
+    db.set_i64("next_inventory_ms", 0)?;
+    Ok(())
+}
+
+/// Whether a deployment held asks for an expedited inventory after every scan.
+pub fn wants_expedited_inventory(db: &AgentDb) -> bool {
+    cached(db).is_ok_and(|list| list.iter().any(|d| d.expedited_inventory))
 }
 
 /// Sends a state to the site when it changed (or carries messages).

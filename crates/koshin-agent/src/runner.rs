@@ -126,6 +126,9 @@ pub async fn run(
                         "scheduled scan done"
                     );
                     db.set_i64("next_scan_ms", now + interval)?;
+                    if crate::deploy::wants_expedited_inventory(&db) {
+                        crate::deploy::expedite_inventory(&db)?;
+                    }
                 }
                 Err(e) => {
                     tracing::info!(error = %e, "scheduled scan failed; will retry");

@@ -48,15 +48,20 @@ fn q(name: &str) -> (String, String) {
     (name.to_string(), "query".to_string())
 }
 
-/// A machine on a real dpkg root with its chassis (SMBIOS type) set, which has sent its
-/// inventory and its scan.
+/// A machine on a real dpkg root with its chassis (SMBIOS type) and its application tier
+/// (read by the site's custom class `app`) set, which has sent its inventory and its scan.
 async fn machine(
     site: &TestSite,
     name: &str,
     chassis: &str,
+    tier: &str,
     remove_hello: bool,
 ) -> (DpkgRoot, TestAgent) {
     let (root, agent) = dpkg_machine(&site.archive, site, name).await;
+    std::fs::write(agent.root.join("etc/app.conf"), format!("TIER={tier}\n")).expect("app.conf");
+    koshin_agent::runner::poll_policy(&agent.db(), &agent.mp())
+        .await
+        .expect("policy");
     if remove_hello {
         let out = dpkg(root.path(), &["-r", "hello"]);
         assert!(
@@ -92,11 +97,40 @@ async fn a_query_collection_follows_inventory_keeps_its_versions_and_scopes_a_de
         rx.clone(),
     ));
 
-    // web-1: a server missing hello 2.10-4; web-2: a desktop missing it; db-1: a server
-    // without hello at all (23 is a rack-mount chassis, 3 a desktop).
-    let (web1_root, web1) = machine(&site, "web-1", "23", false).await;
-    let (_web2_root, web2) = machine(&site, "web-2", "3", false).await;
-    let (_db1_root, db1) = machine(&site, "db-1", "23", true).await;
+    // A custom inventory class: the application tier, from /etc/app.conf.
+    post(
+        &site,
+        "/api/v1/inventory/classes",
+        json!({"class": "app", "property": "tier", "source":
+            {"kind": "file", "path": "/etc/app.conf", "format": "key-value", "key": "TIER"}}),
+    )
+    .await;
+
+    // web-1: a gold server missing hello 2.10-4; web-2: a silver desktop missing it; db-1:
+    // a gold server without hello at all (23 is a rack-mount chassis, 3 a desktop).
+    let (web1_root, web1) = machine(&site, "web-1", "23", "gold", false).await;
+    let (_web2_root, web2) = machine(&site, "web-2", "3", "silver", false).await;
+    let (_db1_root, db1) = machine(&site, "db-1", "23", "gold", true).await;
+
+    // Custom class values are queried like built-in ones.
+    post(
+        &site,
+        "/api/v1/collections",
+        json!({"name": "Gold tier", "query": "custom.app.tier = gold"}),
+    )
+    .await;
+    assert_eq!(
+        members(&site, "Gold tier").await,
+        vec![q("db-1"), q("web-1")]
+    );
+    post(
+        &site,
+        "/api/v1/collections",
+        json!({"name": "Gold without hello", "limiting": "Gold tier",
+               "query": "not installed(hello)"}),
+    )
+    .await;
+    assert_eq!(members(&site, "Gold without hello").await, vec![q("db-1")]);
 
     // Phase 1: the servers missing hello.
     let created = post(
@@ -168,7 +202,8 @@ async fn a_query_collection_follows_inventory_keeps_its_versions_and_scopes_a_de
     post(
         &site,
         "/api/v1/deployments",
-        json!({"name": "hello-fix", "update_group": "hello fix", "collection": "Missing hello", "utc": true}),
+        json!({"name": "hello-fix", "update_group": "hello fix", "collection": "Missing hello",
+               "utc": true, "expedited_inventory": true}),
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -202,6 +237,20 @@ async fn a_query_collection_follows_inventory_keeps_its_versions_and_scopes_a_de
         .filter_map(|c| c["computer"].as_str())
         .collect();
     assert_eq!(targeted, ["web-1"], "{d:#}");
+    // The deployment asks for an expedited inventory: web-1's is due at once (I4), and
+    // the site then holds hello 2.10-4 for it; web-2's stays on its daily cycle.
+    assert_eq!(web1.kv_i64("next_inventory_ms"), Some(0));
+    assert_ne!(web2.kv_i64("next_inventory_ms"), Some(0));
+    koshin_agent::inventory::send(&web1.db(), &web1.mp(), &web1.root)
+        .await
+        .expect("inventory");
+    assert_eq!(
+        site.query(
+            "SELECT version FROM v_installed_packages WHERE computer = 'web-1' AND package = 'hello'",
+            &[]
+        ),
+        [[json!("2.10-4")]]
+    );
 
     // web-1 reports hello installed: the evaluator's incremental pass (every second here)
     // takes it out of "Missing hello", with no one asking.
@@ -213,7 +262,7 @@ async fn a_query_collection_follows_inventory_keeps_its_versions_and_scopes_a_de
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A new machine missing it joins the same way.
-    let (_web3_root, _web3) = machine(&site, "web-3", "17", false).await;
+    let (_web3_root, _web3) = machine(&site, "web-3", "17", "silver", false).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while members(&site, "Missing hello").await != vec![q("web-3")] {
         assert!(
@@ -227,4 +276,39 @@ async fn a_query_collection_follows_inventory_keeps_its_versions_and_scopes_a_de
     assert!(log.contains("1 left") && log.contains("1 joined"), "{log}");
     drop(tx);
     let _ = evaluator.await;
+
+    // Inventory health: a client that never sent inventory, and one whose last is older
+    // than a week (web-2, a desktop), are listed; the others are not.
+    let _quiet = site.enroll("quiet-1", TYPICAL).await;
+    let db = rusqlite::Connection::open(site.data.join("site.db")).expect("site db");
+    db.execute(
+        "UPDATE clients SET inventory_ms = ?1 WHERE name = 'web-2'",
+        [now_ms() - 9 * 86_400_000],
+    )
+    .expect("age web-2's inventory");
+    let health = site.admin_get("/api/v1/reports/inventory-health").await;
+    let problems: Vec<(String, String)> = health["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| {
+            r["problem"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("inventory"))
+        })
+        .map(|r| {
+            (
+                r["computer"].as_str().unwrap_or_default().to_string(),
+                r["problem"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            ("quiet-1".to_string(), "inventory never sent".to_string()),
+            ("web-2".to_string(), "inventory overdue".to_string()),
+        ],
+        "{health:#}"
+    );
 }

@@ -83,7 +83,8 @@ fn load_deployment(conn: &Connection, id: i64) -> Result<DeploymentOut> {
     let mut d = conn.query_row(
         "SELECT d.deployment_id, d.name, d.update_group, k.name, p.package_id, d.available, d.deadline, d.utc,
                 d.allow_postpone, d.notification, d.suppress_servers, d.suppress_workstations, d.download_first,
-                d.recurrence_days, d.enabled, d.reenable_ms, d.generation, r.deployment_id, d.created_ms, d.created_by
+                d.recurrence_days, d.enabled, d.reenable_ms, d.generation, r.deployment_id, d.created_ms, d.created_by,
+                d.expedited_inventory
          FROM deployments d JOIN collections k ON k.id = d.collection
          LEFT JOIN content_packages p ON p.id = d.package
          LEFT JOIN deployments r ON r.id = d.rollback_of
@@ -105,6 +106,7 @@ fn load_deployment(conn: &Connection, id: i64) -> Result<DeploymentOut> {
                 suppress_restart_workstations: r.get::<_, i64>(11)? != 0,
                 install_from_dp: r.get::<_, i64>(12)? == 0,
                 recurrence_days: r.get::<_, Option<i64>>(13)?.map(|v| v as u32),
+                expedited_inventory: r.get::<_, i64>(20)? != 0,
                 enabled: r.get::<_, i64>(14)? != 0,
                 reenable_at: r.get::<_, Option<i64>>(15)?.map(ts),
                 generation: r.get(16)?,
@@ -517,6 +519,7 @@ impl DeploymentStore for SqliteStore {
             suppress_restart_workstations: original.suppress_restart_workstations,
             install_from_dp: original.install_from_dp,
             recurrence_days: None,
+            expedited_inventory: original.expedited_inventory,
             priority: None,
             distribution_points: Vec::new(),
         };
@@ -687,6 +690,7 @@ impl DeploymentStore for SqliteStore {
                 suppress_restart_workstations: d.suppress_restart_workstations,
                 install_from_dp: d.install_from_dp,
                 recurrence_days: d.recurrence_days,
+                expedited_inventory: d.expedited_inventory,
                 rollback,
                 updates,
                 windows: windows.clone(),
@@ -750,8 +754,8 @@ fn insert_deployment(
     tx.execute(
         "INSERT INTO deployments(id, deployment_id, name, update_group, collection, package, available, deadline, utc,
              allow_postpone, notification, suppress_servers, suppress_workstations, download_first, recurrence_days,
-             rollback_of, created_ms, created_by)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+             rollback_of, created_ms, created_by, expedited_inventory)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
         params![
             id,
             deployment_id,
@@ -771,6 +775,7 @@ fn insert_deployment(
             rollback_of,
             audit.time_ms,
             audit.actor,
+            i64::from(d.expedited_inventory),
         ],
     )?;
     for u in updates {

@@ -775,4 +775,9 @@ CREATE TABLE inventory_classes (
     PRIMARY KEY (class, property)
 ) WITHOUT ROWID;
 "#,
+    // 17: a deployment can ask its clients for an expedited inventory: sent right after the
+    // scan that evaluates it, not at the next inventory cycle (I4).
+    r#"
+ALTER TABLE deployments ADD COLUMN expedited_inventory INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

@@ -1154,6 +1154,9 @@ pub struct NewDeployment {
     /// Evaluate again every N days (a recurring deployment, P20).
     #[serde(default)]
     pub recurrence_days: Option<u32>,
+    /// Clients send their inventory right after the scan that evaluates it (I4).
+    #[serde(default)]
+    pub expedited_inventory: bool,
     /// The priority of its content (default medium).
     #[serde(default)]
     pub priority: Option<String>,
@@ -1179,6 +1182,8 @@ pub struct DeploymentOut {
     pub suppress_restart_workstations: bool,
     pub install_from_dp: bool,
     pub recurrence_days: Option<u32>,
+    #[serde(default)]
+    pub expedited_inventory: bool,
     pub enabled: bool,
     pub reenable_at: Option<Timestamp>,
     pub generation: i64,
@@ -1272,6 +1277,9 @@ pub struct DeploymentPolicy {
     pub suppress_restart_workstations: bool,
     pub install_from_dp: bool,
     pub recurrence_days: Option<u32>,
+    /// Send the inventory right after the scan that evaluates this deployment (I4).
+    #[serde(default)]
+    pub expedited_inventory: bool,
     /// Install the listed versions even where a newer one is installed (a rollback).
     pub rollback: bool,
     pub updates: Vec<DeployedUpdate>,
@@ -1516,6 +1524,8 @@ pub struct GlobalDeployment {
     pub suppress_workstations: bool,
     pub download_first: bool,
     pub recurrence_days: Option<i64>,
+    #[serde(default)]
+    pub expedited_inventory: bool,
     pub enabled: bool,
     pub reenable_ms: Option<i64>,
     pub generation: i64,

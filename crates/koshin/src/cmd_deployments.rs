@@ -60,6 +60,10 @@ pub enum DeploymentsCommand {
         /// Evaluate again every N days (a recurring deployment).
         #[arg(long)]
         recurrence_days: Option<u32>,
+        /// Clients send their inventory right after the scan that evaluates it, instead of
+        /// at their next inventory cycle.
+        #[arg(long)]
+        expedited_inventory: bool,
         /// The priority of its content: high, medium or low.
         #[arg(long)]
         priority: Option<String>,
@@ -246,6 +250,7 @@ pub async fn deployments(api: &Api, cmd: DeploymentsCommand) -> anyhow::Result<E
             suppress_restart_workstations,
             install_from_dp,
             recurrence_days,
+            expedited_inventory,
             priority,
             dps,
         } => {
@@ -265,6 +270,7 @@ pub async fn deployments(api: &Api, cmd: DeploymentsCommand) -> anyhow::Result<E
                         suppress_restart_workstations,
                         install_from_dp,
                         recurrence_days,
+                        expedited_inventory,
                         priority,
                         distribution_points: dps,
                     },
