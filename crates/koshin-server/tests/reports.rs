@@ -277,6 +277,7 @@ fn estate() -> Estate {
                     suppress_restart_workstations: false,
                     install_from_dp: false,
                     recurrence_days: None,
+                    expedited_inventory: false,
                     priority: None,
                     distribution_points: Vec::new(),
                 },
