@@ -15,6 +15,7 @@ pub mod install;
 pub mod inventory;
 pub mod inventory_classes;
 pub mod mp;
+pub mod offline;
 pub mod runner;
 pub mod scan;
 pub mod send;

@@ -69,9 +69,22 @@ enum Command {
         /// A forced offline scan: local metadata only.
         #[arg(long)]
         offline: bool,
-        /// Scan against a signed offline catalog file (comes with disconnected operation).
+        /// Scan with no site, against a signed offline catalog file (`koshin catalog
+        /// offline`); the results go to --results, for `koshin import scan-results`.
         #[arg(long)]
         offline_catalog: Option<PathBuf>,
+        /// The site's public archive key (its DATA/pki/archive-key.pub.asc), to verify the
+        /// offline catalog; trusted from then on.
+        #[arg(long, requires = "offline_catalog")]
+        key: Option<PathBuf>,
+        /// Where an offline-catalog scan writes its results (default
+        /// STATE/offline-scan-results.json).
+        #[arg(long, requires = "offline_catalog")]
+        results: Option<PathBuf>,
+        /// The dpkg root an offline-catalog scan reads when this agent is not enrolled
+        /// (default /).
+        #[arg(long, requires = "offline_catalog")]
+        root: Option<PathBuf>,
         /// Scan as this trigger of C5: schedule, reevaluation, before-download, before-install,
         /// after-install, after-restart.
         #[arg(long)]
@@ -253,13 +266,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             deployment_evaluation,
             offline,
             offline_catalog,
+            key,
+            results,
+            root,
             trigger,
             json,
         } => {
-            if offline_catalog.is_some() {
-                anyhow::bail!(
-                    "scanning against an offline catalog comes with disconnected operation; it is not available yet"
-                );
+            if let Some(file) = offline_catalog {
+                let key = match key {
+                    Some(k) => Some(
+                        std::fs::read_to_string(&k)
+                            .with_context(|| format!("cannot read {}", k.display()))?,
+                    ),
+                    None => None,
+                };
+                std::fs::create_dir_all(&cli.state)
+                    .with_context(|| format!("cannot create {}", cli.state.display()))?;
+                let root = match root {
+                    Some(r) => r,
+                    None => AgentDb::open(&cli.state)?
+                        .identity()
+                        .map(|id| PathBuf::from(id.root))
+                        .unwrap_or_else(|_| PathBuf::from("/")),
+                };
+                let results =
+                    results.unwrap_or_else(|| cli.state.join("offline-scan-results.json"));
+                let detail = if json {
+                    scan::Detail::All
+                } else {
+                    scan::Detail::Applicable
+                };
+                let (out, r) = koshin_agent::offline::scan(
+                    &cli.state,
+                    &root,
+                    &file,
+                    key.as_deref(),
+                    &results,
+                    detail,
+                )
+                .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                } else {
+                    println!(
+                        "Offline scan against site {}'s catalog (content version {}): {} required, {} installed, {} not required; results for {} in {} (koshin import scan-results)",
+                        r.catalog_site,
+                        r.content_version,
+                        out.required,
+                        out.installed,
+                        out.not_required,
+                        r.client.name,
+                        results.display()
+                    );
+                }
+                return Ok(());
             }
             let trigger = match (trigger, offline, deployment_evaluation) {
                 (Some(t), _, _) => {

@@ -49,6 +49,13 @@ fn next_batch(db: &mut AgentDb) -> anyhow::Result<Option<String>> {
         tx.commit()?;
         return Ok(Some(id));
     }
+    let id = bind(&tx)?;
+    tx.commit()?;
+    Ok(id)
+}
+
+/// Binds the next unbound rows to a new batch; its id, or `None` when nothing was unbound.
+fn bind(tx: &rusqlite::Transaction<'_>) -> anyhow::Result<Option<String>> {
     let id = uuid::Uuid::new_v4().to_string();
     let n = tx.execute(
         "UPDATE queue SET batch_id=?1 WHERE seq IN (SELECT seq FROM queue WHERE batch_id IS NULL ORDER BY seq LIMIT ?2)",
@@ -69,8 +76,26 @@ fn next_batch(db: &mut AgentDb) -> anyhow::Result<Option<String>> {
     } else {
         0
     };
-    tx.commit()?;
     Ok((n + s > 0).then_some(id))
+}
+
+/// Every queued message and unsent scan record, bound to batches as sending binds them and
+/// read back without sending: what an offline scan writes to its results file. They stay
+/// queued, so an agent that reaches its site later sends the same batches, which the site
+/// takes once.
+pub fn pending_batches(db: &mut AgentDb, client_id: &str) -> anyhow::Result<Vec<StateBatch>> {
+    let tx = db.conn.transaction()?;
+    while bind(&tx)?.is_some() {}
+    tx.commit()?;
+    let ids: Vec<String> = db
+        .conn
+        .prepare(
+            "SELECT batch_id FROM queue WHERE batch_id IS NOT NULL
+             UNION SELECT batch_id FROM scans WHERE batch_id IS NOT NULL AND sent = 0",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    ids.iter().map(|id| load_batch(db, client_id, id)).collect()
 }
 
 fn load_batch(db: &AgentDb, client_id: &str, batch_id: &str) -> anyhow::Result<StateBatch> {

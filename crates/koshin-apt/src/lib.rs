@@ -17,6 +17,7 @@ pub mod packages;
 pub mod peer;
 pub mod release;
 pub mod repo;
+pub mod signed;
 pub mod signing;
 pub mod sources;
 pub mod verify;

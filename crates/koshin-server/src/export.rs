@@ -1,12 +1,8 @@
 //! The catalog export file (S10, WSUSutil export / import): a site's catalog — whole or the
 //! changes after a content version — signed with the site's archive key so that a site or
-//! an internet-facing update point that cannot reach it can take it from a file.
-//!
-//! Layout: a short text header, then an armored OpenPGP detached signature, then the
-//! payload — gzip-compressed JSON ([`ExportDocument`]). The signature covers the payload
-//! bytes exactly as stored, so nothing is decompressed before it is verified; the header
-//! only says what the file is and how long its parts are (to tell a truncated file from a
-//! tampered one), and must agree with the signed payload.
+//! an internet-facing update point that cannot reach it can take it from a file. The layout
+//! is the signed file of `koshin_apt::signed` (header, detached signature, gzip JSON payload,
+//! here an [`ExportDocument`]), with these header fields:
 //!
 //! ```text
 //! KOSHIN-CATALOG-EXPORT 1
@@ -18,14 +14,12 @@
 //! Signed-By: 0123…ABCD
 //! Signature-Size: 228
 //! Payload-Size: 1874
-//!
-//! -----BEGIN PGP SIGNATURE----- … (228 bytes) <gzip payload, 1874 bytes>
 //! ```
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use koshin_apt::AptError;
+use koshin_apt::signed::{self, SignedError};
 use koshin_apt::signing::ArchiveKey;
 use koshin_apt::verify::Keyring;
 use koshin_store::export::CatalogSnapshot;
@@ -38,8 +32,6 @@ pub const FORMAT: &str = "koshin-catalog-export";
 /// Where a site keeps the public keys of other sites whose exports it takes
 /// (`DATA/pki/catalog-keys/<FINGERPRINT>.asc`).
 pub const TRUSTED_KEYS_DIR: &str = "catalog-keys";
-/// The largest payload accepted, compressed and not (a Debian catalog is far below).
-const MAX_PAYLOAD: u64 = 1 << 31;
 
 /// The signed content of an export.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -91,132 +83,70 @@ pub fn write(site: &str, catalog: CatalogSnapshot, key: &ArchiveKey) -> anyhow::
         signed_by: key.fingerprint(),
         catalog,
     };
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    serde_json::to_writer(&mut gz, &doc)?;
-    let payload = gz.finish()?;
-    let signature = key.detached_sign(&payload)?;
-    let header = format!(
-        "{MAGIC}\nSite: {}\nContent-Version: {}\nSince: {}\nUpdates: {}\nCreated: {}\nSigned-By: {}\nSignature-Size: {}\nPayload-Size: {}\n\n",
-        doc.site,
-        doc.catalog.content_version,
-        doc.catalog.since,
-        doc.catalog.updates.len(),
-        doc.created,
-        doc.signed_by,
-        signature.len(),
-        payload.len()
-    );
-    let mut out = Vec::with_capacity(header.len() + signature.len() + payload.len());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(signature.as_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    let fields = [
+        ("Site", doc.site.clone()),
+        ("Content-Version", doc.catalog.content_version.to_string()),
+        ("Since", doc.catalog.since.to_string()),
+        ("Updates", doc.catalog.updates.len().to_string()),
+        ("Created", doc.created.to_string()),
+    ];
+    Ok(signed::write(MAGIC, &fields, &doc, key)?)
+}
+
+const WHAT: &str = "koshin catalog export";
+
+fn export_error(e: SignedError) -> ExportError {
+    match e {
+        SignedError::NotOurs { reason, .. } => ExportError::NotAnExport(reason),
+        SignedError::Truncated(m) => ExportError::Truncated(m),
+        SignedError::BadSignature(m) => ExportError::BadSignature(m),
+        SignedError::UnknownKey(m) => ExportError::UnknownKey(m),
+        SignedError::Damaged(m) => ExportError::Damaged(m),
+    }
+}
+
+fn header_of(fields: &signed::Fields) -> Result<ExportHeader, ExportError> {
+    let text = |k: &str| fields.get(k).cloned().unwrap_or_default();
+    let num = |k: &str| -> Result<i64, ExportError> {
+        match fields.get(k) {
+            None => Ok(0),
+            Some(v) => v
+                .parse::<i64>()
+                .map_err(|_| ExportError::NotAnExport(format!("{k}: '{v}' is not a number"))),
+        }
+    };
+    let h = ExportHeader {
+        site: text("Site"),
+        content_version: num("Content-Version")?,
+        since: num("Since")?,
+        updates: num("Updates")?.max(0) as u64,
+        created: text("Created"),
+        signed_by: text("Signed-By"),
+        signature_size: num("Signature-Size")?.max(0) as u64,
+        payload_size: num("Payload-Size")?.max(0) as u64,
+    };
+    if h.site.is_empty() {
+        return Err(ExportError::NotAnExport("its header lacks Site".into()));
+    }
+    Ok(h)
 }
 
 /// Reads the header; returns it and where the signature starts.
 pub fn read_header(bytes: &[u8]) -> Result<(ExportHeader, usize), ExportError> {
-    let magic = format!("{MAGIC}\n");
-    if bytes.len() < magic.len() {
-        if magic.as_bytes().starts_with(bytes) && !bytes.is_empty() {
-            return Err(ExportError::Truncated(format!(
-                "the file ends after {} bytes, inside its header",
-                bytes.len()
-            )));
-        }
-        return Err(ExportError::NotAnExport(format!(
-            "it does not start with '{MAGIC}'"
-        )));
-    }
-    if !bytes.starts_with(magic.as_bytes()) {
-        return Err(ExportError::NotAnExport(format!(
-            "it does not start with '{MAGIC}'"
-        )));
-    }
-    let window = &bytes[..bytes.len().min(8192)];
-    let Some(end) = window.windows(2).position(|w| w == b"\n\n") else {
-        return Err(if bytes.len() < 8192 {
-            ExportError::Truncated(format!(
-                "the file ends after {} bytes, inside its header",
-                bytes.len()
-            ))
-        } else {
-            ExportError::NotAnExport("its header never ends".into())
-        });
-    };
-    let text = std::str::from_utf8(&bytes[magic.len()..end])
-        .map_err(|_| ExportError::NotAnExport("its header is not text".into()))?;
-    let mut h = ExportHeader::default();
-    for line in text.lines() {
-        let Some((k, v)) = line.split_once(": ") else {
-            return Err(ExportError::NotAnExport(format!(
-                "header line '{line}' is not 'Field: value'"
-            )));
-        };
-        let num = |v: &str| {
-            v.parse::<i64>()
-                .map_err(|_| ExportError::NotAnExport(format!("{k}: '{v}' is not a number")))
-        };
-        match k {
-            "Site" => h.site = v.into(),
-            "Content-Version" => h.content_version = num(v)?,
-            "Since" => h.since = num(v)?,
-            "Updates" => h.updates = num(v)?.max(0) as u64,
-            "Created" => h.created = v.into(),
-            "Signed-By" => h.signed_by = v.into(),
-            "Signature-Size" => h.signature_size = num(v)?.max(0) as u64,
-            "Payload-Size" => h.payload_size = num(v)?.max(0) as u64,
-            _ => {} // a later version's field
-        }
-    }
-    if h.site.is_empty() || h.signature_size == 0 || h.payload_size == 0 {
-        return Err(ExportError::NotAnExport(
-            "its header lacks Site, Signature-Size or Payload-Size".into(),
-        ));
-    }
-    if h.payload_size > MAX_PAYLOAD || h.signature_size > 1 << 20 {
-        return Err(ExportError::NotAnExport(
-            "its header gives absurd sizes".into(),
-        ));
-    }
-    Ok((h, end + 2))
+    let (fields, start) = signed::read_header(MAGIC, WHAT, bytes).map_err(export_error)?;
+    Ok((header_of(&fields)?, start))
 }
 
 /// Verifies an export file against `keyring` and reads it. Errors say why it is refused:
 /// not an export, truncated, bad signature, unknown key, or damaged.
 pub fn verify(bytes: &[u8], keyring: &Keyring) -> Result<ExportDocument, ExportError> {
-    let (h, start) = read_header(bytes)?;
-    let body = &bytes[start..];
-    let want = h.signature_size + h.payload_size;
-    let have = body.len() as u64;
-    if have < want {
-        return Err(ExportError::Truncated(format!(
-            "the file holds {have} of the {want} bytes its header announces"
-        )));
-    }
-    if have > want {
-        return Err(ExportError::Damaged(format!(
-            "{} bytes follow the end of the catalog",
-            have - want
-        )));
-    }
-    let (signature, payload) = body.split_at(h.signature_size as usize);
-    keyring
-        .verify_detached("the catalog export", payload, signature)
-        .map_err(|e| match e {
-            AptError::UnknownKey { key, keyring, .. } => ExportError::UnknownKey(format!(
-                "key {key} (trusted here: {keyring}); give the exporting site's public key (DATA/pki/{}) with --key",
-                crate::content::ARCHIVE_KEY_PUBLIC
-            )),
-            AptError::BadSignature { reason, .. } => ExportError::BadSignature(format!(
-                "{reason}: the file was changed after it was signed"
-            )),
-            other => ExportError::BadSignature(other.to_string()),
-        })?;
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(payload)
-        .take(MAX_PAYLOAD)
-        .read_to_end(&mut json)
-        .map_err(|e| ExportError::Damaged(format!("cannot decompress the catalog: {e}")))?;
+    let hint = format!(
+        "give the exporting site's public key (DATA/pki/{}) with --key",
+        crate::content::ARCHIVE_KEY_PUBLIC
+    );
+    let (fields, json) =
+        signed::verify(MAGIC, WHAT, bytes, keyring, &hint).map_err(export_error)?;
+    let h = header_of(&fields)?;
     let doc: ExportDocument = serde_json::from_slice(&json)
         .map_err(|e| ExportError::Damaged(format!("cannot read the catalog: {e}")))?;
     if doc.format != FORMAT {

@@ -19,6 +19,7 @@ pub mod isup;
 pub mod links;
 pub mod localpub;
 pub mod log;
+pub mod offline;
 pub mod pki;
 pub mod policy;
 pub mod reports;

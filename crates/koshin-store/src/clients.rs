@@ -265,6 +265,24 @@ impl ClientStore for SqliteStore {
             .optional()?)
     }
 
+    fn client_by_id(&self, client_id: &str) -> Result<Option<ClientIdentity>> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT id, client_id, name, approval FROM clients WHERE client_id=?1",
+                params![client_id],
+                |r| {
+                    Ok(ClientIdentity {
+                        rowid: r.get(0)?,
+                        client_id: r.get(1)?,
+                        name: r.get(2)?,
+                        approval: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     fn touch_client(&self, rowid: i64, policy: bool, now_ms: i64) -> Result<()> {
         let conn = lock(&self.writer);
         if policy {

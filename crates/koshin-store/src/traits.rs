@@ -242,6 +242,8 @@ pub trait ClientStore: Send + Sync {
         now_ms: i64,
     ) -> Result<ClientIdentity>;
     fn client_by_credential(&self, credential_sha256: &str) -> Result<Option<ClientIdentity>>;
+    /// A client by its client id.
+    fn client_by_id(&self, client_id: &str) -> Result<Option<ClientIdentity>>;
     fn touch_client(&self, rowid: i64, policy: bool, now_ms: i64) -> Result<()>;
     /// Stores a batch atomically and idempotently: once durable it is acknowledged, and a
     /// batch id already stored for this client stores nothing. Validates every message first.

@@ -1666,3 +1666,73 @@ mod tests {
         assert_eq!(back.inventory_classes[..3], p.inventory_classes[..3]);
     }
 }
+
+/// The first line of an offline scan catalog file.
+pub const OFFLINE_CATALOG_MAGIC: &str = "KOSHIN-SCAN-CATALOG 1";
+/// The `format` of its signed payload.
+pub const OFFLINE_CATALOG_FORMAT: &str = "koshin-offline-scan-catalog";
+/// The `format` of an offline scan's results file.
+pub const SCAN_RESULTS_FORMAT: &str = "koshin-offline-scan-results";
+
+/// An offline scan catalog (I1, seeds 002–003): what a scan needs — the site's client
+/// catalog for its selected products — signed by the top-level site, for clients that
+/// cannot reach any site (`koshin-agent scan --offline-catalog FILE`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OfflineCatalog {
+    pub format: String,
+    /// The site that made it.
+    pub site: String,
+    pub created: Timestamp,
+    /// The fingerprint of the key that signed it.
+    pub signed_by: String,
+    /// The products it covers (the site's selected products).
+    pub products: Vec<String>,
+    pub catalog: ClientCatalog,
+}
+
+/// What `koshin catalog offline` made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfflineCatalogOut {
+    pub site: String,
+    pub content_version: i64,
+    pub updates: u64,
+    pub bytes: u64,
+    pub created: Timestamp,
+    pub signed_by: String,
+}
+
+/// The client an offline scan ran on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfflineClient {
+    /// Its client id: the enrolled one, or one the agent made for its offline scans.
+    pub client_id: String,
+    pub name: String,
+    pub os: String,
+    pub os_release: String,
+    pub architecture: String,
+    pub agent_version: String,
+}
+
+/// The results of an offline scan, written to a file for `koshin import scan-results`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OfflineScanResults {
+    pub format: String,
+    pub client: OfflineClient,
+    /// The site whose offline catalog was scanned, and its content version.
+    pub catalog_site: String,
+    pub content_version: i64,
+    /// The state messages and the scan record, in the batches the agent would send.
+    pub batches: Vec<StateBatch>,
+}
+
+/// What importing scan results did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanResultsImported {
+    pub computer: String,
+    pub client_id: String,
+    /// The client was not known here: it was registered (it has no credential).
+    pub registered: bool,
+    pub stored: u64,
+    pub duplicate: bool,
+    pub unknown_updates: u64,
+}

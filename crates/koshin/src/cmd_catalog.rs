@@ -24,6 +24,14 @@ pub enum CatalogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make the offline scan catalog now and save it as FILE: the catalog a client that
+    /// cannot reach any site scans against (`koshin-agent scan --offline-catalog FILE`),
+    /// signed with the site's archive key. Reports 6710.
+    Offline {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Import an export file into the site (verified, then applied in one transaction).
     Import {
         file: PathBuf,
@@ -99,6 +107,49 @@ pub async fn run(api: &Api, command: CatalogCommand) -> anyhow::Result<ExitCode>
                     file.display(),
                     bytes.len(),
                     h.signed_by
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CatalogCommand::Offline { file, json } => {
+            let pb = spinner("making the offline scan catalog".to_string());
+            let bytes = api
+                .get_bytes(
+                    "/api/v1/catalog/offline",
+                    "make the offline catalog",
+                    |_| {},
+                )
+                .await;
+            pb.finish_and_clear();
+            let bytes = bytes?;
+            let (fields, _) = koshin_apt::signed::read_header(
+                koshin_wire::OFFLINE_CATALOG_MAGIC,
+                "koshin offline scan catalog",
+                &bytes,
+            )
+            .map_err(|e| anyhow::anyhow!("the site sent something unexpected: {e}"))?;
+            write_atomically(&file, &bytes)?;
+            let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
+            if json {
+                crate::output::json(&serde_json::json!({
+                    "file": file.display().to_string(),
+                    "bytes": bytes.len(),
+                    "site": field("Site"),
+                    "content_version": field("Content-Version").parse::<i64>().unwrap_or(0),
+                    "updates": field("Updates").parse::<u64>().unwrap_or(0),
+                    "products": field("Products"),
+                    "signed_by": field("Signed-By"),
+                    "created": field("Created"),
+                }))?;
+            } else {
+                println!(
+                    "Offline scan catalog of site {} at content version {}: {} updates to {} ({} bytes, signed by {})",
+                    field("Site"),
+                    field("Content-Version"),
+                    field("Updates"),
+                    file.display(),
+                    bytes.len(),
+                    field("Signed-By")
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -216,4 +267,55 @@ pub fn sup_import(
     pb.finish_and_clear();
     print_answer(&answer?, json)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Bring the results of an offline scan (`koshin-agent scan --offline-catalog FILE
+    /// --results OUT`) into the site; they count like any scan. A client the site does not
+    /// know is registered by them.
+    ScanResults {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn import(api: &Api, cmd: ImportCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ImportCommand::ScanResults { file, json } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let results: koshin_wire::OfflineScanResults = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not offline scan results", file.display()))?;
+            let out: koshin_wire::ScanResultsImported = api
+                .post(
+                    "/api/v1/import/scan-results",
+                    &results,
+                    "import scan results",
+                )
+                .await?;
+            if json {
+                crate::output::json(&out)?;
+            } else {
+                println!(
+                    "{} ({}): {} state message(s) stored{}{}",
+                    out.computer,
+                    out.client_id,
+                    out.stored,
+                    if out.duplicate {
+                        "; these results were imported before"
+                    } else {
+                        ""
+                    },
+                    if out.registered {
+                        "; the client was not known here and is registered (it enrols to talk to the site)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

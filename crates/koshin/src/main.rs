@@ -150,6 +150,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd_content::DpCommand,
     },
+    /// Import what was made away from the site: `import scan-results FILE`.
+    Import {
+        #[command(subcommand)]
+        command: cmd_catalog::ImportCommand,
+    },
     /// Catalog export and import, signed with the site's archive key.
     Catalog {
         #[command(subcommand)]
@@ -279,6 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inventory { command } => cmd_inventory::run(&api()?, command).await,
         Command::Content { command } => cmd_content::content(&api()?, command).await,
         Command::Catalog { command } => cmd_catalog::run(&api()?, command).await,
+        Command::Import { command } => cmd_catalog::import(&api()?, command).await,
         Command::Sup {
             command:
                 SupCommand::Import {

@@ -302,3 +302,90 @@ async fn an_internet_facing_update_point_from_the_command_line() {
         "truncated",
     );
 }
+
+/// `koshin catalog offline` makes the signed offline scan catalog (6710); a machine no site
+/// knows scans against it; `koshin import scan-results` registers it at the site, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_catalog_and_scan_results_from_the_command_line() {
+    let (a, server) = archive();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines = [format!(
+        "deb [signed-by={} arch=amd64] {} bookworm main",
+        a.keyring().display(),
+        a.uri(&server)
+    )];
+    let data = dir.path().join("site");
+    init(&data, "CS1", &lines);
+    let (s, t) = serve(&data);
+    let out = koshin(&s.url, &t, &["sync", "--full", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.path().join("scan-catalog.ksc");
+    let v = json(&koshin(
+        &s.url,
+        &t,
+        &["catalog", "offline", &file.display().to_string(), "--json"],
+    ));
+    assert_eq!(v["site"], "CS1", "{v}");
+    assert!(v["updates"].as_u64().unwrap_or(0) > 0, "{v}");
+    let messages = json(&koshin(
+        &s.url,
+        &t,
+        &["status-messages", "--id", "6710", "--json"],
+    ));
+    assert_eq!(messages.as_array().map(Vec::len), Some(1), "{messages}");
+
+    let root = koshin_testkit::DpkgRoot::new().expect("root");
+    std::fs::create_dir_all(root.path().join("etc")).expect("etc");
+    std::fs::write(root.path().join("etc/hostname"), "isolated-2\n").expect("hostname");
+    let state = dir.path().join("agent");
+    std::fs::create_dir_all(&state).expect("state");
+    let results = dir.path().join("results.json");
+    let key = std::fs::read_to_string(data.join("pki").join("archive-key.pub.asc")).expect("key");
+    koshin_agent::offline::scan(
+        &state,
+        root.path(),
+        &file,
+        Some(&key),
+        &results,
+        koshin_agent::scan::Detail::Applicable,
+    )
+    .await
+    .expect("offline scan");
+
+    let results_arg = results.display().to_string();
+    let v = json(&koshin(
+        &s.url,
+        &t,
+        &["import", "scan-results", &results_arg, "--json"],
+    ));
+    assert_eq!(v["registered"], true, "{v}");
+    assert_eq!(v["computer"], "isolated-2", "{v}");
+    let out = koshin(&s.url, &t, &["import", "scan-results", &results_arg]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("imported before"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let clients = json(&koshin(&s.url, &t, &["clients", "list", "--json"]));
+    assert!(
+        clients
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == "isolated-2")),
+        "{clients}"
+    );
+    // Not results: refused, and said so.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{}").expect("write");
+    fails(
+        &koshin(
+            &s.url,
+            &t,
+            &["import", "scan-results", &bad.display().to_string()],
+        ),
+        "not offline scan results",
+    );
+}

@@ -84,6 +84,10 @@ async fn check_limit(site: &Site, admin: &Admin, rules: &Rules) -> Result<(), Ap
     let Scope::Collections(ids) = &admin.scope else {
         return Ok(());
     };
+    // Direct members are checked one by one against the scope when they are added.
+    if rules.query.is_none() && rules.includes.is_empty() && rules.limiting.is_none() {
+        return Ok(());
+    }
     let Some(limit) = rules.limiting.clone() else {
         return Err(AppError::Forbidden(format!(
             "{} may build collections only from the collections of their scope: name one as the limiting collection (--limit)",

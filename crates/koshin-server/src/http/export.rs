@@ -316,3 +316,59 @@ pub async fn sup_report(
     .await?;
     Ok(Json(serde_json::json!({ "ok": true })))
 }
+
+/// `GET /api/v1/catalog/offline`: makes the offline scan catalog now (and keeps it as the
+/// site's newest, reporting 6710), and answers with the signed file.
+pub async fn offline_catalog(
+    Can(admin, _): Can<CanSync>,
+    State(site): State<Arc<Site>>,
+) -> Result<Response, AppError> {
+    let s = site.clone();
+    let (bytes, out) = blocking(move || {
+        crate::offline::build(&s)
+            .map_err(|e| AppError::Internal(format!("cannot make the offline catalog: {e:#}")))
+    })
+    .await?;
+    admin
+        .audit(
+            &site,
+            "make offline scan catalog",
+            &format!("content version {}", out.content_version),
+            &format!("{} updates, {} bytes", out.updates, out.bytes),
+        )
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+/// `POST /api/v1/import/scan-results`: the results an offline scan wrote, stored for the
+/// client they name as one idempotent batch.
+pub async fn import_scan_results(
+    Can(admin, _): Can<CanSync>,
+    State(site): State<Arc<Site>>,
+    Json(results): Json<koshin_wire::OfflineScanResults>,
+) -> Result<Json<koshin_wire::ScanResultsImported>, AppError> {
+    let s = site.clone();
+    let out = blocking(move || crate::offline::import_results(&s, &results)).await?;
+    admin
+        .audit(
+            &site,
+            "import scan results",
+            &out.computer,
+            &format!(
+                "{} state messages stored{}{}",
+                out.stored,
+                if out.duplicate {
+                    ", already imported"
+                } else {
+                    ""
+                },
+                if out.registered {
+                    ", client registered"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .await?;
+    Ok(Json(out))
+}

@@ -171,6 +171,9 @@ routes! {
     "GET" "/api/v1/catalog/export", Admin(Sync) => get(export::export_catalog);
     "POST" "/api/v1/catalog/import", Admin(Sync)
         => post(export::import_catalog).layer(DefaultBodyLimit::max(1 << 30));
+    "GET" "/api/v1/catalog/offline", Admin(Sync) => get(export::offline_catalog);
+    "POST" "/api/v1/import/scan-results", Admin(Sync)
+        => post(export::import_scan_results).layer(DefaultBodyLimit::max(256 << 20));
     "GET" "/api/v1/catalog/keys", Admin(Read) => get(export::keys);
     "POST" "/api/v1/catalog/keys", Admin(ManageSite) => post(export::trust_key);
     "POST" "/api/v1/sups/register-internet", Admin(ManageSite)
