@@ -90,9 +90,10 @@ fn client_with(
     b.build().context("cannot set up the HTTP client")
 }
 
-async fn answer<T: DeserializeOwned>(
+/// The body of a successful answer; a refusal with the site's reason.
+async fn answer_bytes(
     r: Result<reqwest::Response, reqwest::Error>,
-) -> Result<T, MpError> {
+) -> Result<(u16, bytes::Bytes), MpError> {
     let resp = r.map_err(|e| MpError::Offline(root_cause(&e)))?;
     let status = resp.status();
     let body = resp
@@ -105,8 +106,15 @@ async fn answer<T: DeserializeOwned>(
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
         return Err(MpError::Refused(status.as_u16(), reason));
     }
+    Ok((status.as_u16(), body))
+}
+
+async fn answer<T: DeserializeOwned>(
+    r: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, MpError> {
+    let (status, body) = answer_bytes(r).await?;
     serde_json::from_slice(&body)
-        .map_err(|e| MpError::Refused(status.as_u16(), format!("unexpected answer: {e}")))
+        .map_err(|e| MpError::Refused(status, format!("unexpected answer: {e}")))
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {
@@ -194,6 +202,19 @@ impl Mp {
             &[("since", since.to_string()), ("token", token.to_string())],
         )
         .await
+    }
+
+    /// The offline scan catalog file, for the client that is its sync host.
+    pub async fn offline_catalog(&self) -> Result<Vec<u8>, MpError> {
+        let (_, body) = answer_bytes(
+            self.http
+                .get(format!("{}/api/v1/mp/offline-catalog", self.base))
+                .bearer_auth(&self.credential)
+                .send()
+                .await,
+        )
+        .await?;
+        Ok(body.to_vec())
     }
 
     /// The HTTP client (with the site CA), for downloads from distribution points.

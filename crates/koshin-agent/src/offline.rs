@@ -23,24 +23,22 @@ fn keys_dir(state: &Path) -> PathBuf {
     state.join("catalog-keys")
 }
 
-/// The keys offline catalogs are verified with: `extra` (a key given now) and those trusted.
+/// The keys offline catalogs are verified with: `extra` (a key given now), the site's
+/// archive key from the machine policy held (an enrolled agent), and those trusted.
 fn keyring(state: &Path, extra: Option<&str>) -> anyhow::Result<Keyring> {
     let mut keys: Vec<(String, String)> = Vec::new();
     if let Some(k) = extra {
         keys.push(("the key given".into(), k.to_string()));
     }
-    if let Ok(rd) = std::fs::read_dir(keys_dir(state)) {
-        let mut paths: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "asc"))
-            .collect();
-        paths.sort();
-        for p in paths {
-            let text = std::fs::read_to_string(&p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            keys.push((p.display().to_string(), text));
-        }
+    if state.join("agent.db").exists()
+        && let Ok(db) = AgentDb::open(state)
+        && let Some(policy) = db.get("policy")?
+        && let Ok(p) = serde_json::from_str::<koshin_wire::MachinePolicy>(&policy)
+        && let Some(k) = p.archive_key
+    {
+        keys.push(("the site's archive key (machine policy)".into(), k));
     }
+    keys.extend(koshin_apt::signed::trusted_keys(&keys_dir(state))?);
     if keys.is_empty() {
         anyhow::bail!(
             "no key to verify the offline catalog with: give the site's public archive key (its DATA/pki/archive-key.pub.asc) with --key"
@@ -154,4 +152,29 @@ pub async fn scan(
         .and_then(|()| std::fs::rename(&tmp, results))
         .with_context(|| format!("cannot write {}", results.display()))?;
     Ok((out, r))
+}
+
+/// Where the sync host keeps the newest offline catalog it fetched.
+pub fn kept_catalog(state: &Path) -> PathBuf {
+    state.join("offline").join("scan-catalog.ksc")
+}
+
+/// The sync host's refresh (I1): fetches the offline catalog from the site, verifies it,
+/// and keeps it as [`kept_catalog`] (written whole, then renamed). Returns its content
+/// version.
+pub async fn refresh(state: &Path, mp: &crate::mp::Mp) -> anyhow::Result<i64> {
+    let bytes = mp
+        .offline_catalog()
+        .await
+        .map_err(|e| anyhow!("cannot fetch the offline catalog: {e}"))?;
+    let doc = read_catalog(state, &bytes, None)?;
+    let path = kept_catalog(state);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("ksc.tmp");
+    std::fs::write(&tmp, &bytes)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(doc.catalog.content_version)
 }

@@ -163,6 +163,33 @@ pub async fn run(
                 now_ms() + DEPLOYMENT_EVALUATION_MS,
             )?;
         }
+        // The offline scan catalog's sync host (I1): its policy says so, with how often.
+        let refresh_days = db
+            .get("policy")?
+            .and_then(|p| serde_json::from_str::<koshin_wire::MachinePolicy>(&p).ok())
+            .and_then(|p| p.offline_catalog_refresh_days);
+        if let Some(days) = refresh_days
+            && db
+                .get_i64("next_offline_catalog_ms")?
+                .is_none_or(|t| t <= now)
+        {
+            match crate::offline::refresh(state, &mp).await {
+                Ok(cv) => {
+                    tracing::info!(content_version = cv, "offline scan catalog refreshed");
+                    db.set_i64(
+                        "next_offline_catalog_ms",
+                        now + i64::from(days) * 86_400_000,
+                    )?;
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "cannot refresh the offline scan catalog; will retry");
+                    db.set_i64(
+                        "next_offline_catalog_ms",
+                        now + backoff_ms(policy_failures + 1, 3_600_000, rand::random()),
+                    )?;
+                }
+            }
+        }
         // Inventory: what changed, daily (the default hardware and software inventory
         // schedule), retried within the hour when the site is away.
         if db.get_i64("next_inventory_ms")?.is_none_or(|t| t <= now) {

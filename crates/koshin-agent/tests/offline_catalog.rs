@@ -154,3 +154,104 @@ async fn a_machine_with_no_site_scans_the_offline_catalog_and_its_results_are_im
     .await;
     assert_eq!(s, 400, "{v}");
 }
+
+/// One sync host per hierarchy (I1): a named client is designated, a second is refused with
+/// the first named; only that client is told so in its policy and may fetch the catalog,
+/// which it verifies with the site's key from its policy and keeps; the site as sync host
+/// makes the catalog itself when none is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sync_host_refreshes_the_offline_catalog() {
+    let site = TestSite::start().await;
+    let syncer = site.enroll("syncer", TYPICAL).await;
+    let other = site.enroll("other", TYPICAL).await;
+    let post = |path: &'static str, body: serde_json::Value| {
+        let site = &site;
+        async move { call(site, "POST", path, Some(&site.token), Some(body)).await }
+    };
+    let (s, v) = post("/api/v1/catalog/sync-host", json!({"host": "syncer"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["refresh_days"], 7, "{v}");
+    let (s, v) = post("/api/v1/catalog/sync-host", json!({"host": "site"})).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("client syncer is the offline catalog's sync host already")),
+        "{v}"
+    );
+    let (s, v) = post("/api/v1/catalog/sync-host", json!({"host": "nobody"})).await;
+    assert_eq!(s, 404, "{v}");
+
+    for a in [&syncer, &other] {
+        koshin_agent::runner::poll_policy(&a.db(), &a.mp())
+            .await
+            .expect("policy");
+    }
+    let days = |a: &TestAgent| {
+        a.db()
+            .get("policy")
+            .expect("db")
+            .and_then(|p| serde_json::from_str::<koshin_wire::MachinePolicy>(&p).ok())
+            .and_then(|p| p.offline_catalog_refresh_days)
+    };
+    assert_eq!(days(&syncer), Some(7));
+    assert_eq!(days(&other), None);
+    let refused = other
+        .mp()
+        .offline_catalog()
+        .await
+        .expect_err("not the sync host");
+    assert!(
+        refused
+            .to_string()
+            .contains("not the offline scan catalog's sync host"),
+        "{refused}"
+    );
+
+    let cv = koshin_agent::offline::refresh(&syncer.state, &syncer.mp())
+        .await
+        .expect("refresh");
+    assert_eq!(cv, site.content_version());
+    assert!(koshin_agent::offline::kept_catalog(&syncer.state).exists());
+    assert_eq!(
+        site.count(
+            "SELECT COUNT(*) FROM v_status_messages WHERE message_id = 6710",
+            &[]
+        ),
+        1
+    );
+
+    // The site takes over: it makes the catalog at once when it keeps none.
+    let (s, v) = post("/api/v1/catalog/sync-host/remove", json!({})).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = post(
+        "/api/v1/catalog/sync-host",
+        json!({"host": "site", "refresh_days": 3}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    std::fs::remove_file(site.data.join(koshin_server::offline::CATALOG_FILE)).expect("remove");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let host = tokio::spawn(koshin_server::offline::run(site.site.clone(), rx));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !site
+        .data
+        .join(koshin_server::offline::CATALOG_FILE)
+        .exists()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the site made no catalog"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = tx.send(true);
+    let _ = host.await;
+    assert_eq!(
+        site.count(
+            "SELECT COUNT(*) FROM v_status_messages WHERE message_id = 6710",
+            &[]
+        ),
+        2
+    );
+}

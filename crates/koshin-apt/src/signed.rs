@@ -180,6 +180,28 @@ pub fn verify(
     Ok((fields, json))
 }
 
+/// The armored public keys kept in `dir` (each `*.asc`, by name), as (path, text): the keys
+/// a site or an agent was told to trust for signed files. A folder not there holds none.
+pub fn trusted_keys(dir: &std::path::Path) -> Result<Vec<(String, String)>, AptError> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<std::path::PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "asc"))
+        .collect();
+    paths.sort();
+    let mut keys = Vec::with_capacity(paths.len());
+    for p in paths {
+        let text = std::fs::read_to_string(&p).map_err(|e| AptError::Io {
+            path: p.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        keys.push((p.display().to_string(), text));
+    }
+    Ok(keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

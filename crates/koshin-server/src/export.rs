@@ -177,19 +177,7 @@ pub fn trusted_keys_dir(dir: &Path) -> PathBuf {
 /// point's site's) and every key in `dir`/catalog-keys.
 pub fn keyring(dir: &Path, own: &[(String, String)]) -> anyhow::Result<Keyring> {
     let mut keys: Vec<(String, String)> = own.to_vec();
-    let folder = trusted_keys_dir(dir);
-    if let Ok(rd) = std::fs::read_dir(&folder) {
-        let mut paths: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "asc"))
-            .collect();
-        paths.sort();
-        for p in paths {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
-            keys.push((p.display().to_string(), text));
-        }
-    }
+    keys.extend(signed::trusted_keys(&trusted_keys_dir(dir))?);
     Ok(Keyring::from_armored(&keys)?)
 }
 

@@ -152,6 +152,7 @@ pub async fn serve(
     let upward = (!site.config.site.parent.is_empty())
         .then(|| tokio::spawn(hierarchy::forward(site.clone(), stop_rx.clone())));
     let evaluator = tokio::spawn(colleval::run(site.clone(), stop_rx.clone()));
+    let offline_host = tokio::spawn(offline::run(site.clone(), stop_rx.clone()));
     let manager = tokio::spawn(sync::SyncManager::new(site.clone()).run(stop_rx));
     let app = http::app(site.clone());
 
@@ -215,6 +216,7 @@ pub async fn serve(
     let _ = manager.await;
     let _ = distribution.await;
     let _ = evaluator.await;
+    let _ = offline_host.await;
     if let Some(u) = upward {
         let _ = u.await;
     }

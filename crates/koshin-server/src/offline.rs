@@ -146,3 +146,151 @@ pub fn import_results(
         unknown_updates: unknown,
     })
 }
+
+/// Where the designation is kept (`site_kv`).
+const SYNC_HOST_KEY: &str = "offline_sync_host";
+/// The documented refresh interval of the offline catalog (I1).
+pub const DEFAULT_REFRESH_DAYS: u32 = 7;
+
+/// The one computer of the hierarchy that refreshes the offline scan catalog (I1): the
+/// top-level site itself, or a named client, which fetches it from the site.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncHost {
+    /// `site` for the top-level site, else the client's name.
+    pub host: String,
+    /// The client's id when a client is the sync host.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    pub refresh_days: u32,
+    pub set: jiff::Timestamp,
+    pub set_by: String,
+}
+
+/// The sync host designated, if any.
+pub fn sync_host(site: &Site) -> anyhow::Result<Option<SyncHost>> {
+    match site.store.site_get(SYNC_HOST_KEY)? {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => Ok(Some(serde_json::from_str(&v).map_err(|e| {
+            anyhow::anyhow!("the stored offline catalog sync host is unreadable: {e}")
+        })?)),
+    }
+}
+
+/// Designates the sync host. Only the top-level site designates one, and only one: a
+/// second is refused, naming the first.
+pub fn set_sync_host(
+    site: &Site,
+    host: &str,
+    refresh_days: u32,
+    actor: &str,
+) -> Result<SyncHost, crate::http::AppError> {
+    use crate::http::AppError;
+    if !site.config.site.parent.is_empty() {
+        return Err(AppError::Conflict(
+            "the offline catalog's sync host is designated at the top-level site of the hierarchy, not at a child site".into(),
+        ));
+    }
+    if !(1..=365).contains(&refresh_days) {
+        return Err(AppError::BadRequest(
+            "the refresh interval is 1 to 365 days".into(),
+        ));
+    }
+    let internal = |e: anyhow::Error| AppError::Internal(format!("{e:#}"));
+    let client_id = if host == "site" {
+        None
+    } else {
+        let known = site
+            .store
+            .get_client(host, &koshin_domain::Scope::All)?
+            .ok_or_else(|| {
+                AppError::NotFound(format!(
+                    "no client '{host}' (koshin clients list); use 'site' for this site"
+                ))
+            })?;
+        Some(known.summary.client_id)
+    };
+    if let Some(have) = sync_host(site).map_err(internal)? {
+        let same = have.host == host || (client_id.is_some() && have.client_id == client_id);
+        if !same {
+            return Err(AppError::Conflict(format!(
+                "{} is the offline catalog's sync host already (set {} by {}); a hierarchy has one: remove it first (koshin catalog sync-host --remove)",
+                if have.host == "site" {
+                    format!("site {}", site.config.site.code)
+                } else {
+                    format!("client {}", have.host)
+                },
+                have.set,
+                have.set_by
+            )));
+        }
+    }
+    let h = SyncHost {
+        host: if client_id.is_some() {
+            site.store
+                .get_client(host, &koshin_domain::Scope::All)?
+                .map_or_else(|| host.to_string(), |c| c.summary.name)
+        } else {
+            "site".into()
+        },
+        client_id,
+        refresh_days,
+        set: jiff::Timestamp::now(),
+        set_by: actor.to_string(),
+    };
+    let json = serde_json::to_string(&h).map_err(|e| AppError::Internal(e.to_string()))?;
+    site.store.site_set(SYNC_HOST_KEY, &json)?;
+    site.sync_log.line(format!(
+        "The offline scan catalog's sync host is now {} (every {} days)",
+        h.host, h.refresh_days
+    ));
+    Ok(h)
+}
+
+/// Removes the designation.
+pub fn remove_sync_host(site: &Site) -> anyhow::Result<Option<SyncHost>> {
+    let had = sync_host(site)?;
+    site.store.site_set(SYNC_HOST_KEY, "")?;
+    Ok(had)
+}
+
+/// When the site last made the offline catalog (the kept file's time).
+fn last_built(site: &Site) -> Option<std::time::SystemTime> {
+    std::fs::metadata(site.data.join(CATALOG_FILE))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
+/// The site as sync host: makes the catalog when the kept one is older than the refresh
+/// interval (and at start when there is none), checking hourly, until `stop`.
+pub async fn run(site: std::sync::Arc<Site>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let due = match sync_host(&site) {
+            Ok(Some(h)) if h.host == "site" => last_built(&site).is_none_or(|t| {
+                t.elapsed()
+                    .is_ok_and(|age| age.as_secs() >= u64::from(h.refresh_days) * 86_400)
+            }),
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the offline catalog's sync host");
+                false
+            }
+        };
+        if due {
+            let s = site.clone();
+            match tokio::task::spawn_blocking(move || build(&s)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => site
+                    .sync_log
+                    .line(format!("Cannot make the offline scan catalog: {e:#}")),
+                Err(e) => site
+                    .sync_log
+                    .line(format!("Cannot make the offline scan catalog: {e}")),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

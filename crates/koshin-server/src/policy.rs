@@ -55,6 +55,7 @@ pub fn publish(
             .into_iter()
             .map(|c| c.property)
             .collect(),
+        offline_catalog_refresh_days: None,
     };
     let body = serde_json::to_value(&policy)
         .map_err(|e| koshin_store::StoreError::Invalid(e.to_string()))?;

@@ -248,39 +248,11 @@ impl ClientStore for SqliteStore {
     }
 
     fn client_by_credential(&self, credential_sha256: &str) -> Result<Option<ClientIdentity>> {
-        Ok(self
-            .reader()
-            .query_row(
-                "SELECT id, client_id, name, approval FROM clients WHERE credential_sha256=?1",
-                params![credential_sha256],
-                |r| {
-                    Ok(ClientIdentity {
-                        rowid: r.get(0)?,
-                        client_id: r.get(1)?,
-                        name: r.get(2)?,
-                        approval: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
+        identity_where(&self.reader(), "credential_sha256", credential_sha256)
     }
 
     fn client_by_id(&self, client_id: &str) -> Result<Option<ClientIdentity>> {
-        Ok(self
-            .reader()
-            .query_row(
-                "SELECT id, client_id, name, approval FROM clients WHERE client_id=?1",
-                params![client_id],
-                |r| {
-                    Ok(ClientIdentity {
-                        rowid: r.get(0)?,
-                        client_id: r.get(1)?,
-                        name: r.get(2)?,
-                        approval: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
+        identity_where(&self.reader(), "client_id", client_id)
     }
 
     fn touch_client(&self, rowid: i64, policy: bool, now_ms: i64) -> Result<()> {
@@ -604,4 +576,26 @@ impl ClientStore for SqliteStore {
             updates,
         })
     }
+}
+
+/// The client whose `column` (a unique one: client id or credential hash) is `value`.
+fn identity_where(
+    conn: &rusqlite::Connection,
+    column: &str,
+    value: &str,
+) -> Result<Option<ClientIdentity>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT id, client_id, name, approval FROM clients WHERE {column}=?1"),
+            params![value],
+            |r| {
+                Ok(ClientIdentity {
+                    rowid: r.get(0)?,
+                    client_id: r.get(1)?,
+                    name: r.get(2)?,
+                    approval: r.get(3)?,
+                })
+            },
+        )
+        .optional()?)
 }

@@ -230,6 +230,10 @@ pub struct MachinePolicy {
     /// inventory property `custom.CLASS.PROPERTY`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inventory_classes: Vec<InventoryClassProperty>,
+    /// Set only in the policy of the client that is the offline scan catalog's sync host
+    /// (I1): it fetches the catalog every this many days (`/api/v1/mp/offline-catalog`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_catalog_refresh_days: Option<u32>,
 }
 
 /// One property of a custom inventory class, and where a client reads it.

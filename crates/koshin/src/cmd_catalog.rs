@@ -32,6 +32,18 @@ pub enum CatalogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The offline catalog's one sync host in the hierarchy (I1): `site` (this top-level
+    /// site makes it every N days) or a client (which fetches it every N days). Without
+    /// HOST: which it is. A second one is refused; --remove first.
+    SyncHost {
+        host: Option<String>,
+        #[arg(long, default_value_t = 7)]
+        refresh_days: u32,
+        #[arg(long, conflicts_with = "host")]
+        remove: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Import an export file into the site (verified, then applied in one transaction).
     Import {
         file: PathBuf,
@@ -151,6 +163,58 @@ pub async fn run(api: &Api, command: CatalogCommand) -> anyhow::Result<ExitCode>
                     bytes.len(),
                     field("Signed-By")
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CatalogCommand::SyncHost {
+            host,
+            refresh_days,
+            remove,
+            json,
+        } => {
+            let h: Option<koshin_server::offline::SyncHost> = match (host, remove) {
+                (_, true) => {
+                    api.post(
+                        "/api/v1/catalog/sync-host/remove",
+                        &(),
+                        "remove the sync host",
+                    )
+                    .await?
+                }
+                (Some(host), false) => Some(
+                    api.post(
+                        "/api/v1/catalog/sync-host",
+                        &serde_json::json!({"host": host, "refresh_days": refresh_days}),
+                        "designate the sync host",
+                    )
+                    .await?,
+                ),
+                (None, false) => {
+                    api.get("/api/v1/catalog/sync-host", &(), "sync host")
+                        .await?
+                }
+            };
+            if json {
+                crate::output::json(&h)?;
+            } else {
+                match (h, remove) {
+                    (None, true) => println!("No sync host was designated"),
+                    (Some(h), true) => println!("{} is no longer the sync host", h.host),
+                    (None, false) => println!(
+                        "No sync host: the offline catalog is made only when asked (koshin catalog offline FILE)"
+                    ),
+                    (Some(h), false) => println!(
+                        "The offline catalog's sync host is {} (every {} days; set {} by {})",
+                        if h.host == "site" {
+                            "this site".to_string()
+                        } else {
+                            format!("client {}", h.host)
+                        },
+                        h.refresh_days,
+                        h.set,
+                        h.set_by
+                    ),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

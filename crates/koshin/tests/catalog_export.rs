@@ -377,6 +377,25 @@ async fn offline_catalog_and_scan_results_from_the_command_line() {
             .is_some_and(|c| c.iter().any(|c| c["name"] == "isolated-2")),
         "{clients}"
     );
+    // The sync host: the site, shown, a second one refused, removed.
+    let v = json(&koshin(
+        &s.url,
+        &t,
+        &["catalog", "sync-host", "site", "--json"],
+    ));
+    assert_eq!(v["host"], "site", "{v}");
+    let v = json(&koshin(&s.url, &t, &["catalog", "sync-host", "--json"]));
+    assert_eq!(v["refresh_days"], 7, "{v}");
+    fails(
+        &koshin(&s.url, &t, &["catalog", "sync-host", "isolated-2"]),
+        "sync host already",
+    );
+    let out = koshin(&s.url, &t, &["catalog", "sync-host", "--remove"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no longer the sync host"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Not results: refused, and said so.
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{}").expect("write");

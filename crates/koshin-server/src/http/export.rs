@@ -372,3 +372,68 @@ pub async fn import_scan_results(
         .await?;
     Ok(Json(out))
 }
+
+#[derive(Deserialize)]
+pub struct SyncHostAsk {
+    /// `site`, or a client by name or client id.
+    pub host: String,
+    #[serde(default)]
+    pub refresh_days: Option<u32>,
+}
+
+/// `GET /api/v1/catalog/sync-host`: the offline catalog's sync host, if one is designated.
+pub async fn sync_host(
+    _admin: super::auth::Admin,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<Option<crate::offline::SyncHost>>, AppError> {
+    Ok(Json(
+        crate::offline::sync_host(&site).map_err(|e| AppError::Internal(format!("{e:#}")))?,
+    ))
+}
+
+/// `POST /api/v1/catalog/sync-host`: designates the one sync host of the hierarchy (I1).
+pub async fn set_sync_host(
+    Can(admin, _): Can<CanManageSite>,
+    State(site): State<Arc<Site>>,
+    Json(ask): Json<SyncHostAsk>,
+) -> Result<Json<crate::offline::SyncHost>, AppError> {
+    let s = site.clone();
+    let actor = admin.name.clone();
+    let h = blocking(move || {
+        crate::offline::set_sync_host(
+            &s,
+            &ask.host,
+            ask.refresh_days
+                .unwrap_or(crate::offline::DEFAULT_REFRESH_DAYS),
+            &actor,
+        )
+    })
+    .await?;
+    admin
+        .audit(
+            &site,
+            "designate offline catalog sync host",
+            &h.host,
+            &format!("every {} days", h.refresh_days),
+        )
+        .await?;
+    Ok(Json(h))
+}
+
+/// `POST /api/v1/catalog/sync-host/remove`.
+pub async fn remove_sync_host(
+    Can(admin, _): Can<CanManageSite>,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<Option<crate::offline::SyncHost>>, AppError> {
+    let s = site.clone();
+    let had = blocking(move || {
+        crate::offline::remove_sync_host(&s).map_err(|e| AppError::Internal(format!("{e:#}")))
+    })
+    .await?;
+    if let Some(h) = &had {
+        admin
+            .audit(&site, "remove offline catalog sync host", &h.host, "")
+            .await?;
+    }
+    Ok(Json(had))
+}

@@ -34,7 +34,40 @@ pub async fn policy(
         })
         .collect();
     policy.archive_key = Some(site.content.public_key.clone());
+    // Only the client that is the offline catalog's sync host is told so.
+    policy.offline_catalog_refresh_days = crate::offline::sync_host(&site)
+        .map_err(|e| AppError::Internal(format!("{e:#}")))?
+        .filter(|h| h.client_id.as_deref() == Some(client.client_id.as_str()))
+        .map(|h| h.refresh_days);
     Ok(Json(policy))
+}
+
+/// `GET /api/v1/mp/offline-catalog`: the offline scan catalog, made now (6710), for the
+/// client that is its sync host and no other.
+pub async fn offline_catalog(
+    Client(client): Client,
+    State(site): State<Arc<Site>>,
+) -> Result<axum::response::Response, AppError> {
+    use axum::response::IntoResponse;
+    let host =
+        crate::offline::sync_host(&site).map_err(|e| AppError::Internal(format!("{e:#}")))?;
+    if host.and_then(|h| h.client_id).as_deref() != Some(client.client_id.as_str()) {
+        return Err(AppError::Forbidden(format!(
+            "{} is not the offline scan catalog's sync host",
+            client.name
+        )));
+    }
+    let s = site.clone();
+    let (bytes, _) = blocking(move || {
+        crate::offline::build(&s)
+            .map_err(|e| AppError::Internal(format!("cannot make the offline catalog: {e:#}")))
+    })
+    .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
 }
 
 pub async fn catalog(

@@ -172,6 +172,10 @@ routes! {
     "POST" "/api/v1/catalog/import", Admin(Sync)
         => post(export::import_catalog).layer(DefaultBodyLimit::max(1 << 30));
     "GET" "/api/v1/catalog/offline", Admin(Sync) => get(export::offline_catalog);
+    "GET" "/api/v1/catalog/sync-host", Admin(Read) => get(export::sync_host);
+    "POST" "/api/v1/catalog/sync-host", Admin(ManageSite) => post(export::set_sync_host);
+    "POST" "/api/v1/catalog/sync-host/remove", Admin(ManageSite)
+        => post(export::remove_sync_host);
     "POST" "/api/v1/import/scan-results", Admin(Sync)
         => post(export::import_scan_results).layer(DefaultBodyLimit::max(256 << 20));
     "GET" "/api/v1/catalog/keys", Admin(Read) => get(export::keys);
@@ -186,6 +190,7 @@ routes! {
     "POST" "/api/v1/mp/inventory", Client
         => post(mp::inventory).layer(DefaultBodyLimit::max(64 << 20));
     "GET" "/api/v1/mp/catalog", Client => get(mp::catalog);
+    "GET" "/api/v1/mp/offline-catalog", Client => get(mp::offline_catalog);
     "POST" "/api/v1/mp/state-messages", Client
         => post(mp::state_messages).layer(DefaultBodyLimit::max(64 << 20));
 }
