@@ -50,15 +50,11 @@ async fn evaluate(agent: &TestAgent) -> Vec<Evaluated> {
 }
 
 async fn post(site: &TestSite, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let (s, v) = call(site, "POST", path, Some(&site.token), Some(body)).await;
-    assert_eq!(s, 200, "{path}: {v}");
-    v
+    site.admin_post(path, body).await
 }
 
 async fn get(site: &TestSite, path: &str) -> serde_json::Value {
-    let (s, v) = call(site, "GET", path, Some(&site.token), None).await;
-    assert_eq!(s, 200, "{path}: {v}");
-    v
+    site.admin_get(path).await
 }
 
 /// Waits until the deployment's content is on the site's own distribution point.

@@ -13,15 +13,11 @@ use koshin_testkit::DpkgRoot;
 use serde_json::json;
 
 async fn post(site: &TestSite, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let (s, v) = call(site, "POST", path, Some(&site.token), Some(body)).await;
-    assert_eq!(s, 200, "{path}: {v}");
-    v
+    site.admin_post(path, body).await
 }
 
 async fn get(site: &TestSite, path: &str) -> serde_json::Value {
-    let (s, v) = call(site, "GET", path, Some(&site.token), None).await;
-    assert_eq!(s, 200, "{path}: {v}");
-    v
+    site.admin_get(path).await
 }
 
 /// The members of a collection: (computer, via), by name.

@@ -371,6 +371,14 @@ impl Served {
         resp.json().await.expect("JSON")
     }
 
+    /// `POST path` with the administrator token and a JSON body; the JSON answer, which
+    /// must be a 200.
+    pub async fn admin_post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let (s, v) = call(self, "POST", path, Some(&self.token), Some(body)).await;
+        assert_eq!(s, 200, "{path}: {v}");
+        v
+    }
+
     /// The rows of the `updates-with-counts` report, by title: (required, installed,
     /// not_required, unknown).
     pub async fn updates_with_counts(&self) -> std::collections::BTreeMap<String, [i64; 4]> {
