@@ -59,8 +59,8 @@ fn member_out(m: CollectionMember) -> CollectionMemberOut {
     }
 }
 
-/// Checks rules as sent: a query parses, and a scoped administrator draws members only
-/// from a collection of their scope. Returns them for the store (which resolves names).
+/// Checks rules as sent: the query parses and the lists are bounded. Returns them for the
+/// store, which resolves collection names to ids.
 fn check_rules(r: &CollectionRules) -> Result<Rules, AppError> {
     if let Some(q) = &r.query {
         koshin_domain::query::parse(q).map_err(|e| AppError::BadRequest(format!("query: {e}")))?;
