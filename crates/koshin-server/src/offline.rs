@@ -197,7 +197,8 @@ pub fn set_sync_host(
         ));
     }
     let internal = |e: anyhow::Error| AppError::Internal(format!("{e:#}"));
-    let client_id = if host == "site" {
+    // A client by name or client id: (its name, its id).
+    let client = if host == "site" {
         None
     } else {
         let known = site
@@ -208,8 +209,9 @@ pub fn set_sync_host(
                     "no client '{host}' (koshin clients list); use 'site' for this site"
                 ))
             })?;
-        Some(known.summary.client_id)
+        Some((known.summary.name, known.summary.client_id))
     };
+    let client_id = client.as_ref().map(|(_, id)| id.clone());
     if let Some(have) = sync_host(site).map_err(internal)? {
         let same = have.host == host || (client_id.is_some() && have.client_id == client_id);
         if !same {
@@ -226,13 +228,7 @@ pub fn set_sync_host(
         }
     }
     let h = SyncHost {
-        host: if client_id.is_some() {
-            site.store
-                .get_client(host, &koshin_domain::Scope::All)?
-                .map_or_else(|| host.to_string(), |c| c.summary.name)
-        } else {
-            "site".into()
-        },
+        host: client.map_or_else(|| "site".to_string(), |(name, _)| name),
         client_id,
         refresh_days,
         set: jiff::Timestamp::now(),

@@ -37,7 +37,7 @@ pub enum CatalogCommand {
     /// HOST: which it is. A second one is refused; --remove first.
     SyncHost {
         host: Option<String>,
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = koshin_server::offline::DEFAULT_REFRESH_DAYS)]
         refresh_days: u32,
         #[arg(long, conflicts_with = "host")]
         remove: bool,

@@ -286,10 +286,14 @@ pub async fn set_rules(
     }
     let store = site.store.clone();
     let (k, scope) = (key.clone(), admin.scope.clone());
-    let (current, _) = blocking(move || Ok(store.collection(&k, &scope)?))
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no collection '{key}'")))?;
-    let mut rules = rules_out(current.rules);
+    // The current rules from the saved versions (small), not the collection with its
+    // members; All Systems and replicated collections have none, and the store refuses them.
+    let versions = blocking(move || Ok(store.collection_history(&k, &scope)?)).await?;
+    let mut rules = versions
+        .into_iter()
+        .find(|v| v.current)
+        .map(|v| rules_out(v.rules))
+        .unwrap_or_default();
     if req.no_query {
         rules.query = None;
     }
@@ -401,14 +405,10 @@ pub async fn evaluate_one(
     State(site): State<Arc<Site>>,
     Path(key): Path<String>,
 ) -> Result<Json<EvaluationOut>, AppError> {
+    // Visible to this administrator (read without its members).
     let store = site.store.clone();
     let (k, scope) = (key.clone(), admin.scope.clone());
-    if blocking(move || Ok(store.collection(&k, &scope)?))
-        .await?
-        .is_none()
-    {
-        return Err(AppError::NotFound(format!("no collection '{key}'")));
-    }
+    blocking(move || Ok(store.collection_history(&k, &scope)?)).await?;
     evaluate(&site, &admin, Some(key), true).await
 }
 
