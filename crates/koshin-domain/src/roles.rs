@@ -26,6 +26,18 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// Every permission, in the order roles are usually described.
+    pub const ALL: [Permission; 8] = [
+        Permission::Read,
+        Permission::Sync,
+        Permission::ManageClients,
+        Permission::Deploy,
+        Permission::ManageContent,
+        Permission::ManageCollections,
+        Permission::ManageSite,
+        Permission::ManageAdministrators,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Permission::Read => "read",

@@ -1,7 +1,8 @@
 //! The site server: one site of a koshin hierarchy. It owns the site's data folder
 //! (`koshin.toml`, the database, `logs/`, `inboxes/`, content, `admin.token`), runs the site's
 //! components as background jobs — first of all the sync manager (`SMS_WSUS_SYNC_MANAGER`) —
-//! and serves the HTTP API under `/api/v1` that the CLI, agents and console use — over plain
+//! and serves the HTTP API under `/api/v1` that the CLI, agents and console use, and the web
+//! console itself under `/console/` (`koshin_console`) — over plain
 //! HTTP, HTTPS with the site's own certificate authority ([`pki`], [`tls`]), or both.
 //!
 //! Components reach storage only through `koshin_store` traits and the upstream only through
@@ -28,6 +29,7 @@ pub mod status;
 pub mod sup;
 pub mod sync;
 pub mod tls;
+pub mod trend;
 
 pub use config::SiteConfig;
 pub use site::Site;
@@ -153,6 +155,7 @@ pub async fn serve(
         .then(|| tokio::spawn(hierarchy::forward(site.clone(), stop_rx.clone())));
     let evaluator = tokio::spawn(colleval::run(site.clone(), stop_rx.clone()));
     let offline_host = tokio::spawn(offline::run(site.clone(), stop_rx.clone()));
+    let trend = tokio::spawn(trend::run(site.clone(), stop_rx.clone()));
     let manager = tokio::spawn(sync::SyncManager::new(site.clone()).run(stop_rx));
     let app = http::app(site.clone());
 
@@ -217,6 +220,7 @@ pub async fn serve(
     let _ = distribution.await;
     let _ = evaluator.await;
     let _ = offline_host.await;
+    let _ = trend.await;
     if let Some(u) = upward {
         let _ = u.await;
     }

@@ -89,6 +89,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         "computers-by-chassis-and-os",
         include_str!("../reports/computers-by-chassis-and-os.sql"),
     ),
+    (
+        "compliance-by-classification",
+        include_str!("../reports/compliance-by-classification.sql"),
+    ),
+    (
+        "deployments-for-computer",
+        include_str!("../reports/deployments-for-computer.sql"),
+    ),
+    (
+        "inventory-for-computer",
+        include_str!("../reports/inventory-for-computer.sql"),
+    ),
 ];
 
 /// Where a report comes from.

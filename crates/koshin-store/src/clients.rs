@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use koshin_domain::compliance::UpdateState;
 use koshin_wire::{
-    BatchAck, CatalogBinary, CatalogEntry, ClientCatalog, ClientDetail, ClientSummary,
+    BatchAck, CatalogBinary, CatalogEntry, ClientCatalog, ClientDetail, ClientQuery, ClientSummary,
     ClientUpdateState, ScanRecord, StateBatch,
 };
 use rusqlite::{OptionalExtension, params};
@@ -137,6 +137,40 @@ impl SqliteStore {
             .collect::<rusqlite::Result<HashMap<_, _>>>()?;
         Ok(Counts { added, rows })
     }
+}
+
+/// The counts of a page of clients: their own rows by the primary key, never a scan of
+/// every client's.
+fn page_counts(conn: &rusqlite::Connection, store: &SqliteStore, keys: &[i64]) -> Result<Counts> {
+    // The catalog part: no client has the key -1, so no state rows are read here.
+    let mut counts = store.compliance_counts(conn, Some(-1))?;
+    let json = serde_json::to_string(keys).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.client, SUM(s.state = 1), SUM(s.state = 3) FROM update_states s JOIN updates u ON u.ukey = s.ukey AND u.expired = 0
+         WHERE s.state IN (1, 3) AND s.client IN (SELECT value FROM json_each(?1)) GROUP BY s.client",
+    )?;
+    counts.rows = stmt
+        .query_map(params![json], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                [r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64],
+            ))
+        })?
+        .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+    Ok(counts)
+}
+
+/// `%text%` for LIKE, with the pattern characters of `text` taken literally.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }
 
 /// Required and Installed come from the client's rows; Unknown is every unexpired update
@@ -443,6 +477,71 @@ impl ClientStore for SqliteStore {
             out.push(s);
         }
         Ok(out)
+    }
+
+    fn list_clients_page(
+        &self,
+        q: &ClientQuery,
+        now_ms: i64,
+        scope: &Scope,
+    ) -> Result<(u64, Vec<ClientSummary>)> {
+        let conn = self.reader();
+        let mut filter = String::from(" WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(text) = q.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            args.push(like_pattern(text).into());
+            let n = args.len();
+            filter.push_str(&format!(
+                " AND (name LIKE ?{n} ESCAPE '\\' OR client_id LIKE ?{n} ESCAPE '\\')"
+            ));
+        }
+        if let Some(days) = q.not_reporting_days {
+            args.push(now_ms.saturating_sub(i64::from(days) * 86_400_000).into());
+            filter.push_str(&format!(
+                " AND (last_contact_ms IS NULL OR last_contact_ms < ?{})",
+                args.len()
+            ));
+        }
+        if let Scope::Collections(ids) = scope {
+            args.push(
+                serde_json::to_string(ids)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?
+                    .into(),
+            );
+            filter.push_str(&format!(
+                " AND id IN (SELECT m.client FROM collection_members m JOIN collections k ON k.id = m.collection
+                   WHERE k.collection_id IN (SELECT value FROM json_each(?{})))",
+                args.len()
+            ));
+        }
+        let total: i64 = conn.query_row(
+            &format!("SELECT COUNT(*) FROM clients{filter}"),
+            rusqlite::params_from_iter(args.iter()),
+            |r| r.get(0),
+        )?;
+        let limit = q.limit.map_or(-1, i64::from);
+        let offset = q.offset.map_or(0, i64::from);
+        args.push(limit.into());
+        args.push(offset.into());
+        let sql = format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients{filter} ORDER BY name, client_id LIMIT ?{} OFFSET ?{}",
+            args.len() - 1,
+            args.len()
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let found = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), summary_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let keys: Vec<i64> = found.iter().map(|(k, _, _)| *k).collect();
+        let counts = page_counts(&conn, self, &keys)?;
+        let out = found
+            .into_iter()
+            .map(|(rowid, scanned_cv, mut s)| {
+                fill_counts(&mut s, scanned_cv, &counts, rowid);
+                s
+            })
+            .collect();
+        Ok((total.max(0) as u64, out))
     }
 
     fn get_client(&self, key: &str, scope: &Scope) -> Result<Option<ClientDetail>> {

@@ -20,6 +20,7 @@ pub mod reports;
 pub mod sqlite;
 pub mod status_summary;
 pub mod traits;
+pub mod trend;
 pub mod trust;
 pub mod views;
 

@@ -780,4 +780,17 @@ CREATE TABLE inventory_classes (
     r#"
 ALTER TABLE deployments ADD COLUMN expedited_inventory INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 18: the compliance trend: site-wide counts of computer/update pairs by state, sampled
+    // on a schedule (trend.rs), for the console's chart of required updates over time.
+    r#"
+CREATE TABLE compliance_samples (
+    time_ms INTEGER PRIMARY KEY,
+    clients INTEGER NOT NULL,
+    required INTEGER NOT NULL,
+    installed INTEGER NOT NULL,
+    not_required INTEGER NOT NULL,
+    unknown INTEGER NOT NULL,
+    updates_required INTEGER NOT NULL
+);
+"#,
 ];

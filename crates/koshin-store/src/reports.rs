@@ -19,7 +19,7 @@ use rusqlite::types::ValueRef;
 use koshin_domain::Scope;
 
 use crate::sqlite::{SqliteStore, lock};
-use crate::traits::{ReportRows, ReportStore};
+use crate::traits::{ReportPage, ReportRows, ReportStore};
 use crate::{Result, StoreError};
 
 /// What a report may not read, even though it is in the database.
@@ -224,9 +224,26 @@ impl ReportStore for SqliteStore {
         optional: &[String],
         scope: &Scope,
     ) -> Result<ReportRows> {
+        let page = None;
+        let (rows, _) = match scope {
+            Scope::All => run(&lock(&self.report), sql, params, optional, page),
+            Scope::Collections(ids) => run(&scoped(&self.path, ids)?, sql, params, optional, page),
+        }?;
+        Ok(rows)
+    }
+
+    fn run_report_page(
+        &self,
+        sql: &str,
+        params: &[(String, String)],
+        optional: &[String],
+        scope: &Scope,
+        page: ReportPage,
+    ) -> Result<(ReportRows, u64)> {
+        let page = Some(page);
         match scope {
-            Scope::All => run(&lock(&self.report), sql, params, optional),
-            Scope::Collections(ids) => run(&scoped(&self.path, ids)?, sql, params, optional),
+            Scope::All => run(&lock(&self.report), sql, params, optional, page),
+            Scope::Collections(ids) => run(&scoped(&self.path, ids)?, sql, params, optional, page),
         }
     }
 }
@@ -236,7 +253,8 @@ fn run(
     sql: &str,
     params: &[(String, String)],
     optional: &[String],
-) -> Result<ReportRows> {
+    page: Option<ReportPage>,
+) -> Result<(ReportRows, u64)> {
     let mut stmt = prepare(conn, sql)?;
     for i in 1..=stmt.parameter_count() {
         let Some(name) = stmt.parameter_name(i) else {
@@ -260,12 +278,20 @@ fn run(
     let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
+    // Rows outside the page are stepped over and counted, never converted.
+    let (from, to) = page.map_or((0, u64::MAX), |p| {
+        (p.offset, p.offset.saturating_add(p.limit))
+    });
+    let mut total: u64 = 0;
     while let Some(r) = rows.next()? {
-        let mut row = Vec::with_capacity(columns.len());
-        for i in 0..columns.len() {
-            row.push(to_json(r.get_ref(i)?));
+        if total >= from && total < to {
+            let mut row = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                row.push(to_json(r.get_ref(i)?));
+            }
+            out.push(row);
         }
-        out.push(row);
+        total += 1;
     }
-    Ok((columns, out))
+    Ok(((columns, out), total))
 }

@@ -647,6 +647,9 @@ impl StatusStore for SqliteStore {
         if let Some(a) = q.after {
             push(&mut sql, " AND id > ?", a.into());
         }
+        if let Some(b) = q.before {
+            push(&mut sql, " AND id < ?", b.into());
+        }
         if let Scope::Collections(ids) = scope {
             // A scoped administrator sees the site's own messages and those of the clients
             // of their collections, not other clients'.

@@ -254,6 +254,14 @@ pub trait ClientStore: Send + Sync {
         now_ms: i64,
     ) -> Result<BatchAck>;
     fn list_clients(&self, scope: &Scope) -> Result<Vec<ClientSummary>>;
+    /// One page of the clients in the scope, by name, filtered as `q` asks, and how many
+    /// match in all. Counts are computed for the page's clients only.
+    fn list_clients_page(
+        &self,
+        q: &koshin_wire::ClientQuery,
+        now_ms: i64,
+        scope: &Scope,
+    ) -> Result<(u64, Vec<ClientSummary>)>;
     /// By name or client id.
     /// One client by name or client id, if it is in the scope.
     fn get_client(&self, key: &str, scope: &Scope) -> Result<Option<ClientDetail>>;
@@ -264,6 +272,13 @@ pub trait ClientStore: Send + Sync {
 
 /// A report's columns and rows.
 pub type ReportRows = (Vec<String>, Vec<Vec<serde_json::Value>>);
+
+/// Which rows of a report to keep: from `offset`, at most `limit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReportPage {
+    pub offset: u64,
+    pub limit: u64,
+}
 
 pub trait ReportStore: Send + Sync {
     /// Runs a read-only query with named parameters (`:name`). A statement that would
@@ -285,6 +300,17 @@ pub trait ReportStore: Send + Sync {
         optional: &[String],
         scope: &Scope,
     ) -> Result<ReportRows>;
+    /// As `run_report_optional`, but only the rows from `offset` on, at most `limit` of
+    /// them, are kept; the answer also says how many rows the whole result has. The
+    /// statement runs whole (its order is the report's own); only a page is held.
+    fn run_report_page(
+        &self,
+        sql: &str,
+        params: &[(String, String)],
+        optional: &[String],
+        scope: &Scope,
+        page: ReportPage,
+    ) -> Result<(ReportRows, u64)>;
     /// Prepares a report without running it: a statement that would write, or read what
     /// reports may not (administrator tokens, client credentials), is refused.
     fn check_report(&self, sql: &str) -> Result<()>;
@@ -860,6 +886,36 @@ pub struct UpdatePointRecord {
     pub last_error: Option<String>,
 }
 
+/// The site-wide counts of computer/update pairs by state at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ComplianceSampleRecord {
+    pub time_ms: i64,
+    pub clients: i64,
+    pub required: i64,
+    pub installed: i64,
+    pub not_required: i64,
+    pub unknown: i64,
+    /// Updates that at least one client requires.
+    pub updates_required: i64,
+}
+
+/// The compliance trend (`trend.rs`).
+pub trait TrendStore: Send + Sync {
+    /// The counts now, not stored.
+    fn current_compliance(&self, now_ms: i64) -> Result<ComplianceSampleRecord>;
+    /// Stores the counts now as a sample (and drops samples older than the kept days).
+    fn sample_compliance(&self, now_ms: i64) -> Result<ComplianceSampleRecord>;
+    fn last_compliance_sample_ms(&self) -> Result<Option<i64>>;
+    /// The samples from `since_ms` to `until_ms`, at most `max_points` of them (the last of
+    /// each equal span when there are more), oldest first.
+    fn compliance_samples(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        max_points: u32,
+    ) -> Result<Vec<ComplianceSampleRecord>>;
+}
+
 /// Everything a site keeps.
 pub trait Store:
     CatalogStore
@@ -879,6 +935,7 @@ pub trait Store:
     + crate::export::ExportStore
     + InventoryStore
     + InventoryClassStore
+    + TrendStore
 {
 }
 impl<T> Store for T where
@@ -899,5 +956,6 @@ impl<T> Store for T where
         + crate::export::ExportStore
         + InventoryStore
         + InventoryClassStore
+        + TrendStore
 {
 }

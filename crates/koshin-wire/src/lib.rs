@@ -112,6 +112,9 @@ pub struct StatusQuery {
     pub since: Option<Timestamp>,
     /// Only messages with a record id above this (for following).
     pub after: Option<i64>,
+    /// Only messages with a record id below this (for paging back, newest first).
+    #[serde(default)]
+    pub before: Option<i64>,
     pub limit: Option<u32>,
 }
 
@@ -536,6 +539,32 @@ pub struct ClientSummary {
     pub unknown: u64,
 }
 
+/// `GET /api/v1/clients` query: with any of these, one page of the clients by name, the
+/// number that match in the `X-Total-Count` header.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientQuery {
+    /// A part of the name or client id.
+    #[serde(default)]
+    pub search: Option<String>,
+    /// Only clients that have not contacted the site for this many days (or never).
+    #[serde(default)]
+    pub not_reporting_days: Option<u32>,
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub offset: Option<u32>,
+}
+
+impl ClientQuery {
+    /// Whether the query asks for anything but the whole list.
+    pub fn is_paged(&self) -> bool {
+        self.search.is_some()
+            || self.not_reporting_days.is_some()
+            || self.limit.is_some()
+            || self.offset.is_some()
+    }
+}
+
 /// One update's state on one client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientUpdateState {
@@ -597,6 +626,46 @@ pub struct ReportResult {
     /// With `refresh_minutes` (1–60, P9): when a console showing it should ask again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_refresh: Option<Timestamp>,
+    /// With `limit` (a page of the rows): how many rows the whole result has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
+
+/// The site-wide counts of computer/update pairs by state at one moment (the sums of
+/// `updates-with-counts` over unexpired updates).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComplianceSample {
+    pub time: Timestamp,
+    pub clients: i64,
+    pub required: i64,
+    pub installed: i64,
+    pub not_required: i64,
+    pub unknown: i64,
+    /// Updates that at least one computer requires.
+    pub updates_required: i64,
+}
+
+/// `GET /api/v1/compliance/trend?days=N`: the samples of the last N days (at most
+/// `max_points`, the last of each equal span when there are more), oldest first, and the
+/// counts now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComplianceTrend {
+    pub days: u32,
+    /// How often the site takes a sample.
+    pub interval_minutes: u32,
+    pub points: Vec<ComplianceSample>,
+    pub current: ComplianceSample,
+}
+
+/// `GET /api/v1/compliance/trend` query.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TrendQuery {
+    /// How far back (default 30, at most 400).
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// At most this many samples (default 500, at most 5000).
+    #[serde(default)]
+    pub max_points: Option<u32>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -695,6 +764,10 @@ pub struct TokenResponse {
     pub name: String,
     pub role: String,
     pub expires: Option<Timestamp>,
+    /// What the role grants ("read", "sync", "deploy updates", …): a console offers only
+    /// these actions (the site checks every request regardless).
+    #[serde(default)]
+    pub permissions: Vec<String>,
 }
 
 impl std::fmt::Debug for TokenResponse {

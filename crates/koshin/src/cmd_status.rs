@@ -61,6 +61,7 @@ pub async fn run(api: &Api, a: StatusArgs) -> anyhow::Result<ExitCode> {
         system: a.system,
         since,
         after: None,
+        before: None,
         limit: a.limit,
     };
     let list: Vec<StatusMessageOut> = api

@@ -126,11 +126,21 @@ pub async fn login(
         Ok(())
     })
     .await?;
+    let permissions = Role::parse(&admin.role)
+        .map(|r| {
+            Permission::ALL
+                .into_iter()
+                .filter(|p| r.grants(*p))
+                .map(|p| p.name().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Json(TokenResponse {
         token,
         name: admin.name,
         role: admin.role,
         expires: Some(ts(expires)),
+        permissions,
     }))
 }
 

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use koshin_domain::Permission;
 use koshin_store::{EnrollmentTokenRecord, NewClient};
 use koshin_wire::{
-    ClientDetail, ClientSummary, EnrollRequest, EnrollResponse, EnrollmentTokenOut,
+    ClientDetail, ClientQuery, ClientSummary, EnrollRequest, EnrollResponse, EnrollmentTokenOut,
     NewEnrollmentToken,
 };
 
@@ -166,12 +166,28 @@ pub async fn enroll(
     }))
 }
 
+/// The clients in the administrator's scope: all of them, or with `search`,
+/// `not_reporting_days`, `limit` or `offset` one page by name, the number that match in
+/// `X-Total-Count` (a console pages 150,000 clients this way).
 pub async fn list(
     admin: Admin,
     State(site): State<Arc<Site>>,
-) -> Result<Json<Vec<ClientSummary>>, AppError> {
+    Query(q): Query<ClientQuery>,
+) -> Result<(HeaderMap, Json<Vec<ClientSummary>>), AppError> {
     let store = site.store.clone();
-    blocking(move || Ok(Json(store.list_clients(&admin.scope)?))).await
+    if !q.is_paged() {
+        let all = blocking(move || Ok(store.list_clients(&admin.scope)?)).await?;
+        return Ok((HeaderMap::new(), Json(all)));
+    }
+    if q.limit.is_some_and(|l| l > 10_000) {
+        return Err(AppError::BadRequest(
+            "limit must be at most 10000 clients a page".into(),
+        ));
+    }
+    let now = jiff::Timestamp::now().as_millisecond();
+    let (total, page) =
+        blocking(move || Ok(store.list_clients_page(&q, now, &admin.scope)?)).await?;
+    Ok((super::total_header(total), Json(page)))
 }
 
 pub async fn show(

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use koshin_domain::Scope;
 use koshin_domain::collections::{ALL_SYSTEMS_ID, Rules};
 use koshin_store::{CollectionMember, CollectionRecord};
@@ -114,11 +114,14 @@ pub async fn list(
     Ok(Json(list.into_iter().map(out).collect()))
 }
 
+/// One collection; with `limit` (and `offset`) one page of its members, the number of
+/// them in `X-Total-Count`.
 pub async fn show(
     admin: Admin,
     State(site): State<Arc<Site>>,
     Path(key): Path<String>,
-) -> Result<Json<CollectionDetail>, AppError> {
+    Query(page): Query<super::Page>,
+) -> Result<(axum::http::HeaderMap, Json<CollectionDetail>), AppError> {
     let store = site.store.clone();
     let k = key.clone();
     let (c, members) = blocking(move || Ok(store.collection(&k, &admin.scope)?))
@@ -126,10 +129,15 @@ pub async fn show(
         .ok_or_else(|| {
             AppError::NotFound(format!("no collection '{key}' (koshin collections list)"))
         })?;
-    Ok(Json(CollectionDetail {
-        collection: out(c),
-        member_list: members.into_iter().map(member_out).collect(),
-    }))
+    let mut members = members;
+    let total = page.apply(&mut members);
+    Ok((
+        super::total_header(total),
+        Json(CollectionDetail {
+            collection: out(c),
+            member_list: members.into_iter().map(member_out).collect(),
+        }),
+    ))
 }
 
 pub async fn create(

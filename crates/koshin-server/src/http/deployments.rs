@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use koshin_domain::Severity;
 use koshin_domain::content::Priority;
 use koshin_domain::status::{Level, StatusMessage};
@@ -91,17 +91,21 @@ pub async fn list(
     blocking(move || Ok(Json(store.list_deployments(&admin.scope)?))).await
 }
 
+/// One deployment; with `limit` (and `offset`) one page of its clients, the number of
+/// them in `X-Total-Count` (its `summary` counts them all by state).
 pub async fn show(
     admin: Admin,
     State(site): State<Arc<Site>>,
     Path(key): Path<String>,
-) -> Result<Json<DeploymentDetail>, AppError> {
+    Query(page): Query<super::Page>,
+) -> Result<(axum::http::HeaderMap, Json<DeploymentDetail>), AppError> {
     let store = site.store.clone();
     let k = key.clone();
-    blocking(move || Ok(store.deployment(&k, &admin.scope)?))
+    let mut d = blocking(move || Ok(store.deployment(&k, &admin.scope)?))
         .await?
-        .map(Json)
-        .ok_or_else(|| AppError::NotFound(format!("no deployment '{key}'")))
+        .ok_or_else(|| AppError::NotFound(format!("no deployment '{key}'")))?;
+    let total = page.apply(&mut d.clients);
+    Ok((super::total_header(total), Json(d)))
 }
 
 pub async fn create(

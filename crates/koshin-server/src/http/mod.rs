@@ -6,6 +6,7 @@ mod admins;
 pub mod auth;
 mod clients;
 mod collections;
+mod compliance;
 mod content;
 mod deployments;
 pub mod error;
@@ -22,3 +23,36 @@ mod updates;
 
 pub use error::AppError;
 pub use router::app;
+
+/// The header a paged list carries: how many items match in all.
+pub const TOTAL_COUNT: &str = "x-total-count";
+
+/// `X-Total-Count: total`, for a list answered one page at a time.
+pub(crate) fn total_header(total: u64) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    h.insert(TOTAL_COUNT, axum::http::HeaderValue::from(total));
+    h
+}
+
+/// `limit` and `offset` of a list answered one page at a time (`?limit=50&offset=100`);
+/// no limit is every item.
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize)]
+pub(crate) struct Page {
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub offset: Option<usize>,
+}
+
+impl Page {
+    /// Keeps the page's items of `items`; the number there were.
+    pub fn apply<T>(self, items: &mut Vec<T>) -> u64 {
+        let total = items.len() as u64;
+        let from = self.offset.unwrap_or(0).min(items.len());
+        items.drain(..from);
+        if let Some(l) = self.limit {
+            items.truncate(l);
+        }
+        total
+    }
+}

@@ -1,7 +1,8 @@
 //! Reports: the list, the SQL behind each, and running one with its parameters (an optional
 //! one left out, or given empty, is NULL). A console polls
 //! `GET /api/v1/reports/NAME?refresh_minutes=N` (N from 1 to 60, P9); the answer says when
-//! it was generated and when to ask again, and carries a `Refresh` header.
+//! it was generated and when to ask again, and carries a `Refresh` header. With `limit` (and
+//! `offset`) the answer holds one page of the rows and `total`, the number of all of them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,29 @@ use crate::site::Site;
 
 /// The query key that asks for a refresh interval rather than passing a report parameter.
 const REFRESH: &str = "refresh_minutes";
+/// The query keys that ask for one page of the rows (a console's table) rather than
+/// passing report parameters.
+const LIMIT: &str = "limit";
+const OFFSET: &str = "offset";
+
+/// The most rows one page may ask for.
+const MAX_PAGE: u64 = 10_000;
+
+fn number(
+    params: &mut BTreeMap<String, String>,
+    key: &str,
+    max: u64,
+) -> Result<Option<u64>, AppError> {
+    match params.remove(key) {
+        None => Ok(None),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n <= max => Ok(Some(n)),
+            _ => Err(AppError::BadRequest(format!(
+                "{key} must be a whole number from 0 to {max}, not '{v}'"
+            ))),
+        },
+    }
+}
 
 pub async fn list(
     _admin: Admin,
@@ -62,10 +86,19 @@ pub async fn run(
             }
         },
     };
+    let limit = number(&mut params, LIMIT, MAX_PAGE)?;
+    let offset = number(&mut params, OFFSET, u64::MAX)?;
+    let page = match (limit, offset) {
+        (None, None) => None,
+        (limit, offset) => Some(koshin_store::ReportPage {
+            offset: offset.unwrap_or(0),
+            limit: limit.unwrap_or(MAX_PAGE),
+        }),
+    };
     let store = site.store.clone();
     let data = site.data.clone();
     let scope = admin.scope;
-    let (report, columns, rows, duration_ms) = blocking(move || {
+    let (report, columns, rows, total, duration_ms) = blocking(move || {
         let report = reports::find(&data, &name).ok_or_else(|| {
             AppError::NotFound(format!("no report named '{name}' (koshin report list)"))
         })?;
@@ -104,9 +137,18 @@ pub async fn run(
             .filter(|(k, v)| !(report.optional.contains(k) && v.trim().is_empty()))
             .collect();
         let t = Instant::now();
-        let (columns, rows) =
-            store.run_report_optional(&report.sql, &params, &report.optional, &scope)?;
-        Ok((report, columns, rows, t.elapsed().as_millis() as u64))
+        let ((columns, rows), total) = match page {
+            None => (
+                store.run_report_optional(&report.sql, &params, &report.optional, &scope)?,
+                None,
+            ),
+            Some(page) => {
+                let (rows, total) =
+                    store.run_report_page(&report.sql, &params, &report.optional, &scope, page)?;
+                (rows, Some(total))
+            }
+        };
+        Ok((report, columns, rows, total, t.elapsed().as_millis() as u64))
     })
     .await?;
     let generated = jiff::Timestamp::now();
@@ -132,6 +174,7 @@ pub async fn run(
             generated,
             duration_ms,
             next_refresh,
+            total,
         }),
     ))
 }

@@ -10,8 +10,8 @@ use axum::routing::{get, post};
 use koshin_domain::Permission;
 
 use super::{
-    admins, clients, collections, content, deployments, export, hierarchy, inventory, mp, reports,
-    site, status, sync, updates,
+    admins, clients, collections, compliance, content, deployments, export, hierarchy, inventory,
+    mp, reports, site, status, sync, updates,
 };
 use crate::site::Site as SiteState;
 
@@ -66,6 +66,8 @@ macro_rules! routes {
 }
 
 routes! {
+    "GET" "/", Public("the site's address opens the console, whose own files are public")
+        => get(console_home);
     "GET" "/api/v1/health", Public("a load balancer or monitor probes it; says only 'ok'")
         => get(site::health);
     "POST" "/api/v1/login", Public("how an administrator gets a token")
@@ -184,6 +186,7 @@ routes! {
         => post(export::register_internet_sup);
     "GET" "/api/v1/sups/version", Replica => get(export::sup_version);
     "POST" "/api/v1/sups/report", Replica => post(export::sup_report);
+    "GET" "/api/v1/compliance/trend", Admin(Read) => get(compliance::trend);
     "GET" "/api/v1/reports", Admin(Read) => get(reports::list);
     "GET" "/api/v1/reports/{name}", Admin(Read) => get(reports::run);
     "GET" "/api/v1/mp/policy", Client => get(mp::policy);
@@ -196,14 +199,26 @@ routes! {
 }
 
 /// Trees served as files, outside [`ROUTES`], each public for the reason given.
-pub const PUBLIC_TREES: &[(&str, &str)] = &[(
-    "/dp/",
-    "the site's own distribution point: a signed APT repository, public like any mirror",
-)];
+pub const PUBLIC_TREES: &[(&str, &str)] = &[
+    (
+        "/dp/",
+        "the site's own distribution point: a signed APT repository, public like any mirror",
+    ),
+    (
+        "/console/",
+        "the web console's own HTML, CSS and scripts, compiled into the binary: no data; every datum it shows comes from /api/v1 with the administrator's token",
+    ),
+];
+
+/// `/` opens the console.
+async fn console_home() -> axum::response::Redirect {
+    axum::response::Redirect::to("/console/")
+}
 
 pub fn app(state: Arc<SiteState>) -> Router {
     let dp = tower_http::services::ServeDir::new(state.content.local_dp.clone());
     register(Router::new())
         .nest_service("/dp", dp)
+        .nest_service("/console", koshin_console::router::<()>())
         .with_state(state)
 }

@@ -19,15 +19,19 @@ pub async fn list(
     blocking(move || Ok(Json(store.list_updates(&q)?))).await
 }
 
+/// One update; with `limit` (and `offset`) one page of the computers that require it, the
+/// number of them in `X-Total-Count`.
 pub async fn show(
     admin: Admin,
     State(site): State<Arc<Site>>,
     Path(id): Path<String>,
-) -> Result<Json<UpdateDetail>, AppError> {
+    Query(page): Query<super::Page>,
+) -> Result<(axum::http::HeaderMap, Json<UpdateDetail>), AppError> {
     let store = site.store.clone();
     let key = id.clone();
-    blocking(move || Ok(store.get_update(&key, &admin.scope)?))
+    let mut u = blocking(move || Ok(store.get_update(&key, &admin.scope)?))
         .await?
-        .map(Json)
-        .ok_or_else(|| AppError::NotFound(format!("no update '{id}' in the catalog")))
+        .ok_or_else(|| AppError::NotFound(format!("no update '{id}' in the catalog")))?;
+    let total = page.apply(&mut u.required_by);
+    Ok((super::total_header(total), Json(u)))
 }
