@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 /// The key under which WebDriver returns an element reference.
-const ELEMENT: &str = "element-6066-11e4-a23c-4b3d-b0c8-90fa1c8b6c8f";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// How long a wait for a condition lasts before the test fails.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -82,9 +82,9 @@ impl Browser {
             .stderr(Stdio::from(log));
         // Its own process group, so the browser it starts ends with it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let driver = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {CHROMEDRIVER} (apt-get install chromium-driver): {e}"));
+        let driver = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot run {CHROMEDRIVER} (apt-get install chromium-driver): {e}")
+        });
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -147,10 +147,7 @@ impl Browser {
         let req = match method {
             "GET" => self.http.get(url),
             "DELETE" => self.http.delete(url),
-            _ => self
-                .http
-                .post(url)
-                .json(&body.unwrap_or_else(|| json!({}))),
+            _ => self.http.post(url).json(&body.unwrap_or_else(|| json!({}))),
         };
         let resp = req
             .send()
@@ -166,19 +163,25 @@ impl Browser {
     }
 
     /// A command that may fail (an element not there yet): the error value.
-    async fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Value> {
+    async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let url = format!("{}{path}", self.base);
         let req = match method {
             "GET" => self.http.get(url),
-            _ => self
-                .http
-                .post(url)
-                .json(&body.unwrap_or_else(|| json!({}))),
+            _ => self.http.post(url).json(&body.unwrap_or_else(|| json!({}))),
         };
         let resp = req.send().await.map_err(|e| json!(e.to_string()))?;
         let ok = resp.status().is_success();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if ok { Ok(v["value"].clone()) } else { Err(v["value"].clone()) }
+        if ok {
+            Ok(v["value"].clone())
+        } else {
+            Err(v["value"].clone())
+        }
     }
 
     fn s(&self, path: &str) -> String {
@@ -227,18 +230,29 @@ impl Browser {
             }
             if Instant::now() >= deadline {
                 let text = self.page_text().await;
-                panic!("no visible element {} on the page; it says:\n{text}", by.describe());
+                panic!(
+                    "no visible element {} on the page; it says:\n{text}",
+                    by.describe()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
+    /// Whether the element takes room on the page (not hidden, not in a closed part).
     async fn displayed(&self, e: &Element) -> bool {
-        self.try_call("GET", &self.s(&format!("/element/{}/displayed", e.0)), None)
-            .await
-            .ok()
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false)
+        self.try_call(
+            "POST",
+            &self.s("/execute/sync"),
+            Some(json!({
+                "script": "const e = arguments[0]; return !!(e && (e.offsetWidth || e.offsetHeight || e.getClientRects().length)) && !e.closest('[hidden]');",
+                "args": [{ELEMENT: e.0}],
+            })),
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
     }
 
     pub async fn click(&self, e: &Element) {
@@ -402,7 +416,11 @@ impl Browser {
     /// Ends the session (and the browser).
     pub async fn quit(mut self) {
         let path = format!("/session/{}", self.session);
-        let _ = self.http.delete(format!("{}{path}", self.base)).send().await;
+        let _ = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await;
         self.session.clear();
     }
 }
