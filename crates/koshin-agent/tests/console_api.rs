@@ -196,10 +196,12 @@ async fn the_compliance_trend_keeps_samples_and_the_counts_now() {
     assert_eq!(s, 400, "{v}");
 
     // A scoped administrator's trend would count clients outside the scope.
+    site.admin_post("/api/v1/collections", json!({"name": "Web"}))
+        .await;
     site.admin_post(
         "/api/v1/admins",
         json!({"name": "scoped", "role": "Read-only Analyst", "password": "a long password here",
-               "scopes": ["All Systems"]}),
+               "scopes": ["Web"]}),
     )
     .await;
     let (s, login) = call(

@@ -34,8 +34,8 @@ function legendOf(keys) {
  * Horizontal stacked bars, one per row: rows [{ label, href?, parts: { key: value } }],
  * keys [{ key, label }]. Each bar is 100 % of its row's total, with the total at its end.
  */
-export function stackedBars({ title, desc, rows, keys, width = 640 }) {
-  const labelW = 190;
+export function stackedBars({ title, desc, rows, keys, width = 560 }) {
+  const labelW = 170;
   const barW = width - labelW - 70;
   const rowH = 26;
   const height = rows.length * rowH + 6;
@@ -43,7 +43,7 @@ export function stackedBars({ title, desc, rows, keys, width = 640 }) {
   rows.forEach((r, i) => {
     const y = i * rowH + 4;
     const total = keys.reduce((s, k) => s + (Number(r.parts[k.key]) || 0), 0);
-    const label = r.label.length > 28 ? `${r.label.slice(0, 27)}…` : r.label;
+    const label = r.label.length > 24 ? `${r.label.slice(0, 23)}…` : r.label;
     g.append(svg('text', { x: 0, y: y + 14 }, label));
     let x = labelW;
     for (const k of keys) {
@@ -68,7 +68,7 @@ export function stackedBars({ title, desc, rows, keys, width = 640 }) {
  * Lines over time: series [{ key, label, points: [{ t (ms), v }] }]. The y axis starts at 0;
  * the x axis spans the points' times.
  */
-export function lineChart({ title, desc, series, width = 640, height = 220, yLabel = '' }) {
+export function lineChart({ title, desc, series, width = 560, height = 220, yLabel = '' }) {
   const all = series.flatMap((s) => s.points);
   const left = 56;
   const bottom = 26;
@@ -88,7 +88,7 @@ export function lineChart({ title, desc, series, width = 640, height = 220, yLab
   for (let i = 0; i <= 4; i += 1) {
     const v = (nice * i) / 4;
     g.append(svg('line', { x1: left, x2: width - right, y1: Y(v), y2: Y(v), class: 'grid-line' }));
-    g.append(svg('text', { x: left - 6, y: Y(v) + 4, 'text-anchor': 'end' }, num(Math.round(v))));
+    g.append(svg('text', { x: left - 6, y: Y(v) + 4, 'text-anchor': 'end' }, Number.isInteger(v) ? num(v) : v.toFixed(1)));
   }
   const fmt = (t) => new Date(t).toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
   g.append(svg('text', { x: left, y: height - 6 }, fmt(t0)));

@@ -29,7 +29,7 @@ function progressOf(d) {
 export function render(main) {
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   main.append(...heading('Deployments'),
-    h('div', { class: 'actions' }, can('deploy updates') ? link('#/deployments/new', 'New deployment…') : null),
+    h('div', { class: 'actions' }, can('deploy updates') ? h('a', { href: '#/deployments/new', class: 'button' }, 'New deployment…') : null),
     body);
   const load = async () => {
     try {
