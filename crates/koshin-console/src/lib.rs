@@ -171,14 +171,19 @@ mod tests {
     fn imports_and_links_stay_on_the_site() {
         for a in ASSETS {
             let text = std::str::from_utf8(a.bytes).expect("text asset");
-            for line in text.lines() {
-                let l = line.trim();
-                if let Some(rest) = l.strip_prefix("import ") {
+            // Statements end with ';' (imports may span lines); comment lines are skipped.
+            for stmt in text.split(';') {
+                let code: String = stmt
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if let Some(rest) = code.trim().strip_prefix("import ") {
                     let from = rest
                         .rsplit_once("from ")
                         .map(|(_, f)| f)
                         .unwrap_or(rest)
-                        .trim_matches(|c| c == '\'' || c == '"' || c == ';' || c == ' ');
+                        .trim_matches(|c| c == '\'' || c == '"' || c == ' ');
                     let base = a.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
                     let target = resolve(base, from);
                     assert!(
@@ -187,6 +192,9 @@ mod tests {
                         a.path
                     );
                 }
+            }
+            for line in text.lines() {
+                let l = line.trim();
                 for bad in ["http://", "https://", "//cdn"] {
                     assert!(
                         !l.contains(&format!("src=\"{bad}"))
