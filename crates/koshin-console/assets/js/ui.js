@@ -297,3 +297,8 @@ export function every(ms, task) {
   timer = setTimeout(run, ms);
   return () => { stopped = true; clearTimeout(timer); };
 }
+
+/** A status message's severity in words. */
+export function severity(s) {
+  return badge(s, { I: 'Informational', W: 'Warning', E: 'Error' }[s] || s);
+}

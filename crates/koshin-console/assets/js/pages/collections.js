@@ -83,8 +83,16 @@ export function renderOne(main, key) {
         ], r.clients.slice(0, 20)));
       announce(`The query matches ${r.clients.length} computers.`);
     }));
+    const legend = h('legend', { id: 'c-rules' }, `Rules (version ${c.version})`);
+    const memberCount = h('span', {}, num(c.members));
+    // After a save or a rollback: the version and members shown follow.
+    const saved = (r) => {
+      legend.textContent = `Rules (version ${r.version})`;
+      memberCount.textContent = num(r.members);
+      clear(preview);
+    };
     const form = h('form', { 'aria-labelledby': 'c-rules' },
-      h('fieldset', {}, h('legend', { id: 'c-rules' }, `Rules (version ${c.version})`),
+      h('fieldset', {}, legend,
         field('Query', query, 'For example: os.release = "12" and required("hello 2.10-4"). Empty: no query.'),
         h('div', { class: 'form-grid' },
           field('Limiting collection', limiting),
@@ -107,6 +115,7 @@ export function renderOne(main, key) {
           excludes: list(excludes.value),
           note: note.value.trim(),
         });
+        saved(r);
         announce(`Saved as version ${r.version}: ${r.members} members.`);
         clear(slot, h('div', { class: 'ok-box', role: 'status' }, `Saved as version ${r.version}; the collection has ${num(r.members)} members now.`));
         note.value = '';
@@ -131,6 +140,7 @@ export function renderOne(main, key) {
               b.addEventListener('click', () => busy(b, slot, `roll back to version ${v.version}`, async () => {
                 const r = await post(`/collections/${seg(c.id)}/rollback`, { version: v.version });
                 query.value = r.rules.query || '';
+                saved(r);
                 announce(`Rolled back: version ${r.version} has the rules of version ${v.version}.`);
                 clear(slot, h('div', { class: 'ok-box', role: 'status' }, `Version ${r.version} now has the rules of version ${v.version}.`));
                 await loadHistory();
@@ -147,7 +157,7 @@ export function renderOne(main, key) {
       h('section', { class: 'panel', 'aria-labelledby': 'c-facts' }, h('h2', { id: 'c-facts' }, 'Collection'),
         facts([
           ['ID', h('code', {}, c.id)],
-          ['Members', num(c.members)],
+          ['Members', memberCount],
           c.comment ? ['Comment', c.comment] : null,
           ['Evaluated', when(c.evaluated)],
           ['Created', [when(c.created), ` by ${c.created_by}`]],

@@ -2,7 +2,7 @@
 // compliance, inventory, deployments and status messages.
 
 import { get, getPage, post, report, qs, seg, can } from '../api.js';
-import { h, clear, heading, num, when, badge, table, field, pager, routeParams, facts, showError, link, busy, announce } from '../ui.js';
+import { h, severity, clear, heading, num, when, badge, table, field, pager, routeParams, facts, showError, link, busy, announce } from '../ui.js';
 import { stackedBars } from '../charts.js';
 
 const PAGE = 50;
@@ -119,7 +119,7 @@ export function renderOne(main, name) {
 
     get(`/status-messages${qs({ system: name, limit: 50 })}`).then((rows) => clear(msgs, table(`Status messages of ${name}`, [
       { label: 'Time', value: (m) => when(m.time) },
-      { label: 'Severity', value: (m) => badge(m.severity) },
+      { label: 'Severity', value: (m) => severity(m.severity) },
       { label: 'ID', num: true, value: (m) => m.message_id },
       { label: 'Component', value: (m) => m.component },
       { label: 'Description', value: (m) => m.description },

@@ -97,7 +97,9 @@ export function renderNew(main) {
 
   const newGroupFields = h('div', { class: 'form-grid' },
     field('New update group name', groupName, 'Left empty: the deployment\'s name.'),
-    field('Updates', updates, 'Update IDs, article IDs (source/version) or titles, one a line.'));
+    field('Updates', updates, preset && p.get('title')
+      ? `${p.get('title')}, by its update ID. Add more: update IDs, article IDs (source/version) or titles, one a line.`
+      : 'Update IDs, article IDs (source/version) or titles, one a line.'));
   const existingFields = h('div', { class: 'form-grid' }, field('Update group', existing));
   existingFields.hidden = true;
   groupChoice.addEventListener('change', () => {
@@ -210,7 +212,7 @@ export function renderNew(main) {
 
 export function renderOne(main, key) {
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-  const chart = h('div', { 'aria-live': 'polite', id: 'deployment-progress' });
+  const chart = h('div', { id: 'deployment-progress' });
   const slot = h('div', {});
   const actions = h('div', { class: 'actions' });
   main.append(...heading('Deployment', [['#/deployments', 'Deployments']]), actions, slot,

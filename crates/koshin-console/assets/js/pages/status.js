@@ -3,7 +3,7 @@
 // strings and attributes. The component status summary sits above it.
 
 import { get, qs } from '../api.js';
-import { h, clear, heading, when, badge, table, field, select, routeParams, showError, num } from '../ui.js';
+import { h, severity, clear, heading, when, badge, table, field, select, routeParams, showError, num } from '../ui.js';
 
 const PAGE = 100;
 
@@ -44,7 +44,7 @@ export function render(main) {
   let rows = [];
   const columns = [
     { label: 'Time', value: (m) => when(m.time) },
-    { label: 'Severity', value: (m) => badge(m.severity) },
+    { label: 'Severity', value: (m) => severity(m.severity) },
     { label: 'ID', num: true, value: (m) => m.message_id },
     { label: 'Component', value: (m) => m.component },
     { label: 'System', value: (m) => m.system },

@@ -3,7 +3,7 @@
 // progress followed until the run ends.
 
 import { get, post, qs, can } from '../api.js';
-import { h, clear, heading, num, when, badge, table, facts, showError, progress, announce, busy, every } from '../ui.js';
+import { h, severity, clear, heading, num, when, badge, table, facts, showError, progress, announce, busy, every } from '../ui.js';
 
 const COMPONENT = 'SMS_WSUS_SYNC_MANAGER';
 
@@ -82,7 +82,7 @@ export function render(main) {
       const m = await get(`/status-messages${qs({ component: COMPONENT, limit: 20 })}`);
       clear(msgs, table('Sync manager status messages', [
         { label: 'Time', value: (x) => when(x.time) },
-        { label: 'Severity', value: (x) => badge(x.severity) },
+        { label: 'Severity', value: (x) => severity(x.severity) },
         { label: 'ID', num: true, value: (x) => x.message_id },
         { label: 'Description', value: (x) => x.description },
       ], m.reverse(), { empty: 'No messages from the sync manager yet.' }));

@@ -101,7 +101,7 @@ export function renderOne(main, id) {
     clear(body,
       h('div', { class: 'actions' },
         can('deploy updates')
-          ? h('a', { class: 'button', href: `#/deployments/new?update=${seg(u.id)}` }, 'Deploy this update…')
+          ? h('a', { class: 'button', href: `#/deployments/new?update=${seg(u.id)}&title=${seg(u.title)}` }, 'Deploy this update…')
           : null),
       h('div', { class: 'grid' },
         h('section', { class: 'panel', 'aria-labelledby': 'u-facts' }, h('h2', { id: 'u-facts' }, 'Details'),
