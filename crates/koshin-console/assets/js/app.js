@@ -173,5 +173,17 @@ document.getElementById('skip').addEventListener('click', (ev) => {
   if (m) { m.setAttribute('tabindex', '-1'); m.focus(); }
 });
 
+// A fault of the console itself is shown, not swallowed: the page says so and what to do.
+function fault(reason) {
+  if (reason && reason.name === 'AbortError') return;
+  const where = mainEl || app;
+  where.append(errorBox({
+    message: String((reason && reason.message) || reason),
+    action: 'Reload the page; if it persists, tell your site\'s administrators what you did.',
+  }, 'show this page'));
+}
+window.addEventListener('error', (ev) => fault(ev.error || ev.message));
+window.addEventListener('unhandledrejection', (ev) => fault(ev.reason));
+
 window.addEventListener('hashchange', () => route(true));
 shell();

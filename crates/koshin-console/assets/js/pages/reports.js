@@ -57,7 +57,7 @@ export function renderOne(main, name) {
       info.description ? h('p', {}, info.description) : null,
       info.error ? h('div', { class: 'error', role: 'alert' }, `This report cannot run: ${info.error}`) : null,
       form, slot, meta, rowsEl, pagerEl,
-      h('details', { class: 'panel' }, h('summary', {}, 'SQL of this report'),
+      h('details', { class: 'panel', open: true }, h('summary', {}, 'SQL of this report'),
         h('p', { class: 'hint' }, info.source === 'built-in' ? 'Built in. Copy it to DATA/reports/NAME.sql to make your own.' : `From ${info.source}.`),
         h('pre', { class: 'sql', tabindex: '0', 'aria-label': `SQL of ${name}` }, info.sql)));
 

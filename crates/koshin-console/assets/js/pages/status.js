@@ -11,16 +11,16 @@ export function render(main) {
   const p = routeParams();
   const component = h('input', { name: 'component', value: p.get('component') || '', placeholder: 'SMS_WSUS_SYNC_MANAGER' });
   const id = h('input', { name: 'id', type: 'number', min: '0', value: p.get('id') || '' });
-  const severity = select('severity', [['', 'Any'], ['E', 'Error'], ['W', 'Warning'], ['I', 'Informational']], p.get('severity') || '');
+  const sev = select('severity', [['', 'Any'], ['E', 'Error'], ['W', 'Warning'], ['I', 'Informational']], p.get('severity') || '');
   const system = h('input', { name: 'system', value: p.get('system') || '' });
   const since = select('since', [['', 'Any time'], ['1', 'Last hour'], ['24', 'Last day'], ['168', 'Last 7 days']], p.get('since') || '');
   const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter status messages' },
-    field('Component', component), field('Message ID', id), field('Severity', severity),
+    field('Component', component), field('Message ID', id), field('Severity', sev),
     field('System', system), field('Since', since), h('button', { type: 'submit', class: 'primary' }, 'Apply'));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     const q = new URLSearchParams();
-    for (const [k, el] of [['component', component], ['id', id], ['severity', severity], ['system', system], ['since', since]]) {
+    for (const [k, el] of [['component', component], ['id', id], ['severity', sev], ['system', system], ['since', since]]) {
       if (el.value.trim()) q.set(k, el.value.trim());
     }
     const s = q.toString();
