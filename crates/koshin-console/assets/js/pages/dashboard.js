@@ -85,7 +85,10 @@ export function render(main) {
 
     // Trend.
     trend.body.removeAttribute('aria-busy');
-    if (trendR.status !== 'fulfilled') showError(trend.body, trendR.reason, 'load the trend');
+    if (trendR.status !== 'fulfilled' && trendR.reason && trendR.reason.status === 403) {
+      // A scoped administrator: the trend counts every client, so the site does not show it.
+      clear(trend.body, h('p', { class: 'hint' }, trendR.reason.message, '.'));
+    } else if (trendR.status !== 'fulfilled') showError(trend.body, trendR.reason, 'load the trend');
     else {
       // The stored samples, and the counts now as the last point.
       const pts = [...trendR.value.points, trendR.value.current].map((p) => ({ ...p, t: Date.parse(p.time) }));

@@ -85,6 +85,9 @@ export function renderNew(main) {
   const postpone = checkbox('Users may postpone until the deadline', 'allow_postpone', true);
   const notification = h('input', { name: 'notification', maxlength: '1024' });
   const priority = select('priority', [['high', 'High'], ['medium', 'Medium'], ['low', 'Low']], 'medium');
+  const recurrence = h('input', { type: 'number', name: 'recurrence_days', min: '1', max: '365' });
+  const suppressServers = checkbox('Suppress restarts on servers', 'suppress_restart_servers', false);
+  const suppressWorkstations = checkbox('Suppress restarts on workstations', 'suppress_restart_workstations', false);
   const windows = h('div', {});
   const winName = h('input', { name: 'window_name' });
   const winSchedule = h('input', { name: 'window_schedule', placeholder: 'daily 22:00 3h utc' });
@@ -126,7 +129,9 @@ export function renderNew(main) {
       h('div', { class: 'form-grid' }, field('Available', available), field('Deadline', deadline)),
       noDeadline, postpone,
       h('div', { class: 'form-grid' }, field('Notification text', notification, 'What users see; may be empty.'),
-        field('Content priority', priority))),
+        field('Content priority', priority),
+        field('Run again every (days)', recurrence, 'Empty: once. A recurring deployment is evaluated again on this interval.')),
+      suppressServers, suppressWorkstations),
     h('fieldset', {}, h('legend', {}, 'Maintenance windows of the collection'),
       h('p', { class: 'hint' }, 'Installs wait for a window of the target collection; with none, they run when due.'),
       windows,
@@ -195,6 +200,9 @@ export function renderNew(main) {
         allow_postpone: postpone.querySelector('input').checked,
         notification: notification.value,
         priority: priority.value,
+        recurrence_days: recurrence.value ? Number(recurrence.value) : undefined,
+        suppress_restart_servers: suppressServers.querySelector('input').checked,
+        suppress_restart_workstations: suppressWorkstations.querySelector('input').checked,
       });
       prog.set(3, 3, `Deployment ${d.name} created.`);
       announce(`Deployment ${d.name} created.`);
@@ -282,6 +290,9 @@ export function renderOne(main, key) {
             ['Available', `${d.available}${d.utc ? ' UTC' : ' (client local time)'}`],
             ['Deadline', d.deadline || 'none'],
             ['Postpone', d.allow_postpone ? 'allowed until the deadline' : 'not allowed'],
+            ['Recurrence', d.recurrence_days ? `every ${d.recurrence_days} days` : 'once'],
+            ['Restarts', [d.suppress_restart_servers ? 'suppressed on servers' : 'allowed on servers',
+              d.suppress_restart_workstations ? ', suppressed on workstations' : ', allowed on workstations']],
             ['Content package', d.package ? link(`#/content/packages/${seg(d.package)}`, d.package) : 'none'],
             ['Run', num(d.generation)],
             ['Created', [when(d.created), ` by ${d.created_by}`]],
