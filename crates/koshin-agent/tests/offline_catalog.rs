@@ -1,4 +1,4 @@
-//! Disconnected operation (issue 10, first part): the site makes a signed offline scan
+//! Disconnected operation: the site makes a signed offline scan
 //! catalog (6710); a machine with no network to any site, never enrolled, scans a real dpkg
 //! root against the file and writes its results; imported at the site they register the
 //! client and appear in `updates-for-computer` like any scan, once; a tampered or truncated

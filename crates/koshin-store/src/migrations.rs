@@ -780,4 +780,9 @@ CREATE TABLE inventory_classes (
     r#"
 ALTER TABLE deployments ADD COLUMN expedited_inventory INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 18: program deployments: the scan tool runs a program (offline-scan, or its expedited
+    // form) with the offline scan catalog package as its content, instead of updates (I2).
+    r#"
+ALTER TABLE deployments ADD COLUMN program TEXT;
+"#,
 ];
