@@ -81,6 +81,15 @@ async fn the_scan_tool_reaches_the_test_client_through_a_distribution_point_then
         ),
         1
     );
+    // Its updates say they are in the offline catalog (I5).
+    let u = site
+        .admin_get(&format!("/api/v1/updates/{}", site.update_id(HELLO_NEW)))
+        .await;
+    assert_eq!(
+        u["in_offline_catalog"].as_i64(),
+        Some(site.content_version()),
+        "{u:#}"
+    );
     let package = t["package_id"].as_str().expect("package id").to_string();
     let p = content_installed(&site, &package).await;
     assert_eq!(p["name"], "Offline Scan Catalog", "{p:#}");

@@ -336,6 +336,23 @@ pub fn remove_sync_host(site: &Site) -> anyhow::Result<Option<SyncHost>> {
     Ok(had)
 }
 
+/// The content version of the offline catalog the site keeps, from its header (read only up
+/// to the header: the file may be tens of megabytes).
+pub fn kept_version(site: &Site) -> Option<i64> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    std::fs::File::open(site.data.join(CATALOG_FILE))
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut head)
+        .ok()?;
+    let text = String::from_utf8_lossy(&head);
+    text.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("Content-Version:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// When the site last made the offline catalog (the kept file's time).
 fn last_built(site: &Site) -> Option<std::time::SystemTime> {
     std::fs::metadata(site.data.join(CATALOG_FILE))

@@ -63,6 +63,11 @@ pub struct UpdateDetail {
     pub required_by: Vec<ComputerRef>,
     /// Local publisher updates: detection rules, content files, install command.
     pub local: Option<serde_json::Value>,
+    /// The content version of the site's newest offline scan catalog, when that catalog
+    /// carries this update: clients scanned offline (or by the scan tool) see it (I5,
+    /// "deployable to legacy clients").
+    #[serde(default)]
+    pub in_offline_catalog: Option<i64>,
 }
 
 /// `GET /api/v1/updates` query.

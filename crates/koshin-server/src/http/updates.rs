@@ -24,10 +24,16 @@ pub async fn show(
     State(site): State<Arc<Site>>,
     Path(id): Path<String>,
 ) -> Result<Json<UpdateDetail>, AppError> {
-    let store = site.store.clone();
+    let s = site.clone();
     let key = id.clone();
-    blocking(move || Ok(store.get_update(&key, &admin.scope)?))
+    let mut u = blocking(move || Ok(s.store.get_update(&key, &admin.scope)?))
         .await?
-        .map(Json)
-        .ok_or_else(|| AppError::NotFound(format!("no update '{id}' in the catalog")))
+        .ok_or_else(|| AppError::NotFound(format!("no update '{id}' in the catalog")))?;
+    if let Some(cv) = crate::offline::kept_version(&site)
+        && !u.summary.expired
+        && u.content_version <= cv
+    {
+        u.in_offline_catalog = Some(cv);
+    }
+    Ok(Json(u))
 }
