@@ -18,7 +18,9 @@ use koshin_domain::deployments::{
     resolve,
 };
 use koshin_domain::scan::ScanTrigger;
-use koshin_wire::{ClientStatusMessage, DeploymentPolicy, DeploymentStatusReport, MachinePolicy};
+use koshin_wire::{
+    ClientStatusMessage, DeploymentPolicy, DeploymentStatusReport, DpChoice, MachinePolicy,
+};
 
 use crate::db::AgentDb;
 use crate::install::{InstallFile, Installer};
@@ -329,6 +331,9 @@ async fn install(
     forced: bool,
     mut messages: Vec<u32>,
 ) -> anyhow::Result<Evaluated> {
+    if let Some(catalog) = &d.scan_catalog {
+        return scan_tool(ctx, d, catalog, messages).await;
+    }
     // A non-forced online scan before download (C5): the site learns the current state.
     crate::scan::scan(ctx.db, Some(ctx.mp), ctx.root, ScanTrigger::BeforeDownload).await?;
     let installed = crate::dpkg::read_status(ctx.root)?;
@@ -360,29 +365,10 @@ async fn install(
         ));
     }
     // The distribution point: chosen by boundary, and it must hold the content (P16).
-    let policy: Option<MachinePolicy> = ctx
-        .db
-        .get("policy")?
-        .and_then(|p| serde_json::from_str(&p).ok());
-    let choice = policy
-        .as_ref()
-        .and_then(|p| crate::dp::chosen(p, &crate::dp::local_addresses()));
-    let Some(dp) = choice else {
-        return Ok(evaluated(
-            d,
-            "content_unavailable",
-            "no distribution point may serve this client".into(),
-            messages,
-        ));
+    let dp = match content_dp(ctx, d)? {
+        Ok(dp) => dp,
+        Err(why) => return Ok(evaluated(d, "content_unavailable", why, messages)),
     };
-    if !d.content_on.contains(&dp.name) {
-        return Ok(evaluated(
-            d,
-            "content_unavailable",
-            format!("the content is not yet on distribution point {}", dp.name),
-            messages,
-        ));
-    }
     let installer = Installer::new(ctx.root, &ctx.state_dir.join("cache"));
     report(
         ctx,
@@ -454,6 +440,73 @@ async fn install(
         return Ok(evaluated(d, "restart_pending", detail, messages));
     }
     Ok(evaluated(d, "succeeded", detail, messages))
+}
+
+/// The distribution point this client uses, if it holds the deployment's content; else why
+/// not, as the deployment's detail.
+fn content_dp(ctx: &Ctx<'_>, d: &DeploymentPolicy) -> anyhow::Result<Result<DpChoice, String>> {
+    let policy: Option<MachinePolicy> = ctx
+        .db
+        .get("policy")?
+        .and_then(|p| serde_json::from_str(&p).ok());
+    let choice = policy
+        .as_ref()
+        .and_then(|p| crate::dp::chosen(p, &crate::dp::local_addresses()));
+    let Some(dp) = choice else {
+        return Ok(Err("no distribution point may serve this client".into()));
+    };
+    if !d.content_on.contains(&dp.name) {
+        return Ok(Err(format!(
+            "the content is not yet on distribution point {}",
+            dp.name
+        )));
+    }
+    Ok(Ok(dp))
+}
+
+/// The scan tool (I2, I4): fetches the offline scan catalog package from the distribution
+/// point, scans against it, and sends the state messages now. Nothing is installed; with
+/// the expedited program the inventory follows at once (`evaluate` sees the new state).
+async fn scan_tool(
+    ctx: &mut Ctx<'_>,
+    d: &DeploymentPolicy,
+    f: &koshin_wire::DeployedFile,
+    messages: Vec<u32>,
+) -> anyhow::Result<Evaluated> {
+    let dp = match content_dp(ctx, d)? {
+        Ok(dp) => dp,
+        Err(why) => return Ok(evaluated(d, "content_unavailable", why, messages)),
+    };
+    let installer = Installer::new(ctx.root, &ctx.state_dir.join("cache"));
+    let file = InstallFile {
+        package: f.package.clone(),
+        version: f.version.clone(),
+        architecture: f.architecture.clone(),
+        url: format!("{}/{}", dp.url.trim_end_matches('/'), f.pool_path),
+        sha256: f.sha256.clone(),
+        size: f.size,
+    };
+    let deb = match installer.download(ctx.mp.http(), &file).await {
+        Ok(p) => p,
+        Err(e) => return Ok(evaluated(d, "failed", e.to_string(), messages)),
+    };
+    let (doc, out) =
+        match crate::offline::scan_with_package(ctx.db, ctx.state_dir, ctx.root, &deb).await {
+            Ok(r) => r,
+            Err(e) => return Ok(evaluated(d, "failed", format!("{e:#}"), messages)),
+        };
+    send_now(ctx).await;
+    mark_done(ctx, d)?;
+    let required = out.required;
+    Ok(evaluated(
+        d,
+        "succeeded",
+        format!(
+            "scanned against the offline catalog of site {} at content version {} ({} {} from {}): {required} required",
+            doc.site, doc.catalog.content_version, f.package, f.version, dp.name
+        ),
+        messages,
+    ))
 }
 
 fn mark_done(ctx: &mut Ctx<'_>, d: &DeploymentPolicy) -> anyhow::Result<()> {

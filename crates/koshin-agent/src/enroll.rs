@@ -64,7 +64,13 @@ pub async fn enroll(o: &EnrollOptions) -> anyhow::Result<(String, String)> {
     let client_id = match db.get("client_id")? {
         Some(id) => id,
         None => {
-            let id = uuid::Uuid::new_v4().to_string();
+            // A machine scanned offline before it enrolled keeps the id its results were
+            // imported under, so the site keeps one record for it (taking over that record
+            // needs an enrollment the site trusts, like any re-enrollment).
+            let id = match db.get("offline_client_id")? {
+                Some(id) => id,
+                None => uuid::Uuid::new_v4().to_string(),
+            };
             db.set("client_id", &id)?;
             id
         }

@@ -1,4 +1,4 @@
-//! Hardware and software inventory (issue 9, first part): what the machine is, read from the
+//! Hardware and software inventory: what the machine is, read from the
 //! same places an administrator would look — `/etc/os-release`, the firmware's DMI table
 //! in `/sys/class/dmi/id`, `/proc/cpuinfo` and `/proc/meminfo`, the mounted file systems,
 //! the network adapters and addresses, the services (the computer's roles), the last user

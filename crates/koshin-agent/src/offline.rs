@@ -154,6 +154,30 @@ pub async fn scan(
     Ok((out, r))
 }
 
+/// The most an offline catalog may be (the full Debian catalog makes about 20 MB).
+const MAX_CATALOG: u64 = 1 << 30;
+
+/// The scan tool (I2, I4): scans the machine under `root` against the offline catalog inside
+/// the site's `koshin-scan-catalog` Debian package at `deb` (fetched from a distribution
+/// point), verified like any offline catalog. The state messages queue as for any scan.
+pub async fn scan_with_package(
+    db: &mut AgentDb,
+    state: &Path,
+    root: &Path,
+    deb: &Path,
+) -> anyhow::Result<(OfflineCatalog, ScanOutput)> {
+    let d = deb.to_path_buf();
+    let bytes = tokio::task::spawn_blocking(move || {
+        koshin_apt::debfile::read_data_file(&d, koshin_wire::OFFLINE_CATALOG_DEB_PATH, MAX_CATALOG)
+    })
+    .await?
+    .map_err(|e| anyhow!("offline catalog refused: {e}"))?;
+    let doc = read_catalog(state, &bytes, None)?;
+    crate::scan::apply_catalog(db, &doc.catalog, crate::now_ms())?;
+    let out = crate::scan::scan(db, None, root, ScanTrigger::Offline).await?;
+    Ok((doc, out))
+}
+
 /// Where the sync host keeps the newest offline catalog it fetched.
 pub fn kept_catalog(state: &Path) -> PathBuf {
     state.join("offline").join("scan-catalog.ksc")

@@ -113,7 +113,7 @@ fn client_state(d: &serde_json::Value, computer: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The must-show of the issue: a window in the future holds the install (11250) and a
+/// Deployments end to end: a window in the future holds the install (11250) and a
 /// window now lets it run; a disabled deployment installs nothing; removing one update keeps
 /// the others; v2 is installed from the distribution point, the post-install scan reports
 /// Installed and the reports show it; rollback reinstalls v1 (and is refused, naming the

@@ -1,4 +1,4 @@
-//! Inventory from agent to site (issue 9, first part): the agent collects its machine's
+//! Inventory from agent to site: the agent collects its machine's
 //! inventory under its root and sends it whole the first time, then only what changed; a
 //! site that holds another inventory than the agent's base gets the whole one again; the
 //! site's views show every property and package.
@@ -160,7 +160,7 @@ async fn a_query_preview_matches_by_inventory_and_compliance() {
     );
 }
 
-/// Custom inventory classes (issue 9): the site defines a class whose properties are read
+/// Custom inventory classes: the site defines a class whose properties are read
 /// from a key-value file, a JSON file and a sysctl; two agents on test roots with different
 /// files get it in machine policy, collect it and send it; a collection query over
 /// `custom.CLASS.PROPERTY` matches exactly the right one. A changed class is a new policy,

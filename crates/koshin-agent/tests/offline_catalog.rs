@@ -1,4 +1,4 @@
-//! Disconnected operation (issue 10, first part): the site makes a signed offline scan
+//! Disconnected operation: the site makes a signed offline scan
 //! catalog (6710); a machine with no network to any site, never enrolled, scans a real dpkg
 //! root against the file and writes its results; imported at the site they register the
 //! client and appear in `updates-for-computer` like any scan, once; a tampered or truncated
@@ -153,6 +153,29 @@ async fn a_machine_with_no_site_scans_the_offline_catalog_and_its_results_are_im
     )
     .await;
     assert_eq!(s, 400, "{v}");
+
+    // The machine enrolls later (with a token the site trusts): it keeps the client id its
+    // results were imported under, so the site has one record for it, with its states.
+    let clients_before = site.clients().len();
+    koshin_agent::enroll::enroll(&koshin_agent::enroll::EnrollOptions {
+        site: site.url.clone(),
+        token: site.token.clone(),
+        name: Some("isolated-1".into()),
+        state: state.clone(),
+        root: root.path().to_path_buf(),
+        ca_certificate: None,
+    })
+    .await
+    .expect("enroll after the offline scan");
+    assert_eq!(site.clients().len(), clients_before, "one record");
+    assert_eq!(
+        koshin_agent::db::AgentDb::open(&state)
+            .expect("agent db")
+            .identity()
+            .expect("identity")
+            .client_id,
+        r.client.client_id
+    );
 }
 
 /// One sync host per hierarchy (I1): a named client is designated, a second is refused with

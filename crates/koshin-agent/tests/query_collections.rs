@@ -1,4 +1,4 @@
-//! Query collections end to end (issue 9): real agents on real dpkg roots, with different
+//! Query collections end to end: real agents on real dpkg roots, with different
 //! packages and chassis, send inventory and scan; a query collection holds exactly the
 //! machines its query matches, every version of its rules is kept and a rollback restores
 //! the earlier membership; a deployment to it reaches exactly its members, and a machine

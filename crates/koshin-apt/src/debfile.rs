@@ -255,6 +255,213 @@ fn control_from_tar(name: &str, member: &str, tar_data: &[u8]) -> Result<String,
     })
 }
 
+/// A tarball being written, gzip-compressed in memory.
+type GzTar = tar::Builder<flate2::write::GzEncoder<Vec<u8>>>;
+
+/// A file to put into a `.deb` built by [`build`]: its path under the root (no leading
+/// `/`), its bytes and its mode.
+#[derive(Clone, Debug)]
+pub struct DebEntry<'a> {
+    pub path: &'a str,
+    pub data: &'a [u8],
+    pub mode: u32,
+}
+
+/// Writes a `.deb` (format 2.0: `debian-binary`, `control.tar.gz`, `data.tar.gz`) to `out`
+/// with the given control stanza and files, every entry dated `mtime_s` and owned by root.
+/// The site uses it for the packages it makes itself (the offline scan catalog); `dpkg-deb`
+/// and apt read the result like any other package. Written beside `out` and renamed, so a
+/// reader never sees half a package.
+pub fn build(
+    out: &Path,
+    control: &str,
+    files: &[DebEntry<'_>],
+    mtime_s: u64,
+) -> Result<(), AptError> {
+    let io = |e: std::io::Error| AptError::Io {
+        path: out.display().to_string(),
+        reason: e.to_string(),
+    };
+    // Entry names as dpkg-deb writes them, `./usr/...`: written into the header as they are
+    // (the tar crate's path setters drop the leading `./`).
+    let header =
+        |path: &str, size: u64, mode: u32, kind: tar::EntryType| -> std::io::Result<tar::Header> {
+            let name = format!("./{path}");
+            let mut h = tar::Header::new_gnu();
+            let raw = &mut h.as_old_mut().name;
+            if name.len() >= raw.len() {
+                return Err(std::io::Error::other(format!(
+                    "{name}: the path is too long"
+                )));
+            }
+            raw[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(kind);
+            h.set_size(size);
+            h.set_mode(mode);
+            h.set_mtime(mtime_s);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_username("root")?;
+            h.set_groupname("root")?;
+            h.set_cksum();
+            Ok(h)
+        };
+    let gz_tar = |entries: &mut dyn FnMut(&mut GzTar) -> std::io::Result<()>| {
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::best(),
+        ));
+        entries(&mut b)?;
+        b.into_inner()?.finish()
+    };
+
+    let mut control_text = control.trim_end_matches('\n').to_string();
+    control_text.push('\n');
+    let control_tar = gz_tar(&mut |b| {
+        b.append(
+            &header("", 0, 0o755, tar::EntryType::Directory)?,
+            std::io::empty(),
+        )?;
+        b.append(
+            &header(
+                "control",
+                control_text.len() as u64,
+                0o644,
+                tar::EntryType::Regular,
+            )?,
+            control_text.as_bytes(),
+        )
+    })
+    .map_err(io)?;
+
+    // Every directory above every file, parents first, once.
+    let mut dirs: Vec<String> = Vec::new();
+    for f in files {
+        let mut at = String::new();
+        let parts: Vec<&str> = f.path.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            at.push_str(part);
+            at.push('/');
+            if !dirs.contains(&at) {
+                dirs.push(at.clone());
+            }
+        }
+    }
+    let data_tar = gz_tar(&mut |b| {
+        b.append(
+            &header("", 0, 0o755, tar::EntryType::Directory)?,
+            std::io::empty(),
+        )?;
+        for d in &dirs {
+            b.append(
+                &header(d, 0, 0o755, tar::EntryType::Directory)?,
+                std::io::empty(),
+            )?;
+        }
+        for f in files {
+            b.append(
+                &header(f.path, f.data.len() as u64, f.mode, tar::EntryType::Regular)?,
+                f.data,
+            )?;
+        }
+        Ok(())
+    })
+    .map_err(io)?;
+
+    let tmp = out.with_extension("deb.tmp");
+    let write = || -> std::io::Result<()> {
+        let file = std::fs::File::create(&tmp)?;
+        let mut ar = ar::Builder::new(std::io::BufWriter::new(file));
+        for (name, data) in [
+            ("debian-binary", &b"2.0\n"[..]),
+            ("control.tar.gz", &control_tar[..]),
+            ("data.tar.gz", &data_tar[..]),
+        ] {
+            let mut h = ar::Header::new(name.as_bytes().to_vec(), data.len() as u64);
+            h.set_mtime(mtime_s);
+            h.set_mode(0o100644);
+            ar.append(&h, data)?;
+        }
+        let file = ar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, out)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// Reads one regular file, `wanted` (a path under the root, with or without `./`), out of
+/// the data member of the `.deb` at `path`, at most `max` bytes. The data tarball is read
+/// as a stream, never whole into memory.
+pub fn read_data_file(path: &Path, wanted: &str, max: u64) -> Result<Vec<u8>, AptError> {
+    let name = path.display().to_string();
+    let not_a_deb = |reason: String| AptError::NotADeb {
+        path: name.clone(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| AptError::Io {
+        path: name.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut archive = ar::Archive::new(std::io::BufReader::new(file));
+    match archive.next_entry() {
+        Some(Ok(first)) if member_name(first.header().identifier()) == "debian-binary" => {}
+        Some(Ok(_)) => return Err(not_a_deb("the first member is not debian-binary".into())),
+        Some(Err(e)) => return Err(not_a_deb(format!("not an ar archive ({e})"))),
+        None => return Err(not_a_deb("the ar archive is empty".into())),
+    }
+    let wanted = wanted.trim_start_matches("./").trim_start_matches('/');
+    loop {
+        let entry = match archive.next_entry() {
+            None => return Err(not_a_deb("it has no data.tar member".into())),
+            Some(Err(e)) => return Err(not_a_deb(format!("broken ar archive ({e})"))),
+            Some(Ok(entry)) => entry,
+        };
+        let member = member_name(entry.header().identifier());
+        let reader: Box<dyn Read + '_> = match member.as_str() {
+            "data.tar" => Box::new(entry),
+            "data.tar.gz" => Box::new(flate2::read::MultiGzDecoder::new(entry)),
+            "data.tar.xz" => Box::new(liblzma::read::XzDecoder::new_multi_decoder(entry)),
+            "data.tar.zst" => Box::new(
+                ruzstd::decoding::StreamingDecoder::new(entry)
+                    .map_err(|e| not_a_deb(format!("{member}: {e}")))?,
+            ),
+            m if m.starts_with("data.tar") => {
+                return Err(not_a_deb(format!(
+                    "unsupported data member compression '{m}'"
+                )));
+            }
+            _ => continue,
+        };
+        let bad =
+            |e: std::io::Error| not_a_deb(format!("{member} is not a valid tar archive: {e}"));
+        let mut tar = tar::Archive::new(reader);
+        for e in tar.entries().map_err(bad)? {
+            let mut e = e.map_err(bad)?;
+            let p = e.path_bytes().into_owned();
+            let p = p.strip_prefix(b"./").unwrap_or(&p);
+            if p != wanted.as_bytes() {
+                continue;
+            }
+            if !e.header().entry_type().is_file() {
+                return Err(not_a_deb(format!("{wanted} is not a regular file")));
+            }
+            if e.size() > max {
+                return Err(not_a_deb(format!(
+                    "{wanted} is {} bytes, more than the {max} allowed",
+                    e.size()
+                )));
+            }
+            let mut out = Vec::new();
+            (&mut e).take(max + 1).read_to_end(&mut out).map_err(bad)?;
+            return Ok(out);
+        }
+        return Err(not_a_deb(format!("it holds no file {wanted}")));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -317,6 +524,87 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(data).expect("gzip");
         e.finish().expect("gzip")
+    }
+
+    #[test]
+    fn builds_a_deb_that_dpkg_deb_reads_and_reads_a_file_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("koshin-test_1.2_all.deb");
+        let control = "Package: koshin-test\nVersion: 1.2\nArchitecture: all\nMaintainer: koshin <root@localhost>\nDescription: a test\n";
+        let payload = b"KOSHIN payload\n\x00\x01binary";
+        build(
+            &out,
+            control,
+            &[DebEntry {
+                path: "usr/share/koshin/payload.bin",
+                data: payload,
+                mode: 0o644,
+            }],
+            1_700_000_000,
+        )
+        .expect("build");
+        // dpkg-deb, the real tool, takes it.
+        let info = std::process::Command::new("dpkg-deb")
+            .args(["--field"])
+            .arg(&out)
+            .args(["Package", "Version"])
+            .output()
+            .expect("dpkg-deb");
+        assert!(
+            info.status.success(),
+            "{}",
+            String::from_utf8_lossy(&info.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&info.stdout),
+            "Package: koshin-test\nVersion: 1.2\n"
+        );
+        let contents = std::process::Command::new("dpkg-deb")
+            .arg("--contents")
+            .arg(&out)
+            .output()
+            .expect("dpkg-deb");
+        let listing = String::from_utf8_lossy(&contents.stdout);
+        assert!(contents.status.success());
+        assert!(
+            listing.contains("./usr/share/koshin/payload.bin"),
+            "{listing}"
+        );
+        assert!(listing.contains("root/root"), "{listing}");
+        assert_eq!(read_control(&out).expect("control"), control.trim_end());
+        assert_eq!(
+            read_data_file(&out, "usr/share/koshin/payload.bin", 1024).expect("file"),
+            payload
+        );
+        assert_eq!(
+            read_data_file(&out, "/usr/share/koshin/payload.bin", 1024).expect("file"),
+            payload
+        );
+        let missing = read_data_file(&out, "usr/share/koshin/other", 1024).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("holds no file usr/share/koshin/other"),
+            "{missing}"
+        );
+        let big = read_data_file(&out, "usr/share/koshin/payload.bin", 4).unwrap_err();
+        assert!(big.to_string().contains("more than the 4 allowed"), "{big}");
+        // A file from dpkg-deb with every compression reads back too.
+        for compression in [
+            DebCompression::Xz,
+            DebCompression::Zstd,
+            DebCompression::None,
+        ] {
+            let path = built(dir.path(), compression);
+            assert_eq!(
+                read_data_file(&path, "./usr/bin/hello", 1024).expect("hello"),
+                b"#!/bin/sh\necho hello\n"
+            );
+        }
+        // Not a .deb at all.
+        let junk = dir.path().join("junk.deb");
+        std::fs::write(&junk, b"not an archive").expect("write");
+        assert!(read_data_file(&junk, "x", 10).is_err());
     }
 
     #[test]

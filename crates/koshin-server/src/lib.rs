@@ -12,6 +12,7 @@
 pub mod colleval;
 pub mod config;
 pub mod content;
+pub mod definitions;
 pub mod export;
 pub mod hierarchy;
 pub mod http;
@@ -24,6 +25,7 @@ pub mod offline;
 pub mod pki;
 pub mod policy;
 pub mod reports;
+pub mod scantool;
 pub mod site;
 pub mod status;
 pub mod sup;

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use koshin_domain::status::{LEGACY_CATALOG_SYNC_DONE, SYNC_MANAGER, Severity};
 use koshin_store::{ClientIdentity, NewClient};
 use koshin_wire::{
-    OFFLINE_CATALOG_FORMAT, OFFLINE_CATALOG_MAGIC, OfflineCatalog, OfflineCatalogOut,
-    OfflineScanResults, SCAN_RESULTS_FORMAT, ScanResultsImported,
+    OFFLINE_CATALOG_DEB, OFFLINE_CATALOG_DEB_PATH, OFFLINE_CATALOG_FORMAT, OFFLINE_CATALOG_MAGIC,
+    OFFLINE_CATALOG_PACKAGE, OfflineCatalog, OfflineCatalogOut, OfflineScanResults,
+    SCAN_RESULTS_FORMAT, ScanResultsImported,
 };
 use sha2::Digest;
 
@@ -49,14 +50,20 @@ pub fn build(site: &Site) -> anyhow::Result<(Vec<u8>, OfflineCatalogOut)> {
         .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    let out = OfflineCatalogOut {
+    let mut out = OfflineCatalogOut {
         site: doc.site.clone(),
         content_version: doc.catalog.content_version,
         updates: doc.catalog.updates.len() as u64,
         bytes: bytes.len() as u64,
         created: doc.created,
         signed_by: doc.signed_by.clone(),
+        package_id: String::new(),
+        deb_version: String::new(),
     };
+    let (package, version) = package_catalog(site, &bytes, &out)?;
+    out.package_id = package.id;
+    out.deb_version = version;
+    site.content.wake.notify_one();
     site.status.report(
         &site.sync_log,
         SYNC_MANAGER,
@@ -72,13 +79,92 @@ pub fn build(site: &Site) -> anyhow::Result<(Vec<u8>, OfflineCatalogOut)> {
         ]),
     );
     site.sync_log.line(format!(
-        "Offline scan catalog at content version {}: {} updates, {} bytes, in {}",
+        "Offline scan catalog at content version {}: {} updates, {} bytes, in {}; content package {} ({} {})",
         out.content_version,
         out.updates,
         out.bytes,
-        path.display()
+        path.display(),
+        out.package_id,
+        OFFLINE_CATALOG_DEB,
+        out.deb_version,
     ));
     Ok((bytes, out))
+}
+
+/// Wraps the catalog in a Debian package (`koshin-scan-catalog`, version
+/// `<content version>.<seconds since 1970>`, the file at [`OFFLINE_CATALOG_DEB_PATH`]), puts it
+/// into the content library and makes it the file of the site's "Offline Scan Catalog" content
+/// package, which the distribution manager then sends to the distribution points (I1: the
+/// file lands in a package source with a current timestamp and is distributed to DPs).
+fn package_catalog(
+    site: &Site,
+    bytes: &[u8],
+    out: &OfflineCatalogOut,
+) -> anyhow::Result<(koshin_store::PackageRecord, String)> {
+    let created_s = out.created.as_second();
+    let version = format!("{}.{created_s}", out.content_version);
+    let control = format!(
+        "Package: {OFFLINE_CATALOG_DEB}\n\
+         Version: {version}\n\
+         Architecture: all\n\
+         Maintainer: koshin site {site_code} <root@localhost>\n\
+         Installed-Size: {kib}\n\
+         Section: admin\n\
+         Priority: optional\n\
+         Description: koshin offline scan catalog of site {site_code}\n \
+         Content version {cv}, {updates} updates, signed by {fpr}.\n \
+         Scan with: koshin-agent scan --offline-catalog /{OFFLINE_CATALOG_DEB_PATH}",
+        site_code = out.site,
+        kib = bytes.len().div_ceil(1024),
+        cv = out.content_version,
+        updates = out.updates,
+        fpr = out.signed_by,
+    );
+    let name = format!("{OFFLINE_CATALOG_DEB}_{version}_all.deb");
+    let tmp_dir = site.data.join("offline");
+    let built = tmp_dir.join(&name);
+    koshin_apt::debfile::build(
+        &built,
+        &control,
+        &[koshin_apt::debfile::DebEntry {
+            path: OFFLINE_CATALOG_DEB_PATH,
+            data: bytes,
+            mode: 0o644,
+        }],
+        u64::try_from(created_s).unwrap_or(0),
+    )?;
+    let sha256 = crate::content::library::sha256_file(&built)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", built.display()))?;
+    let size = std::fs::metadata(&built)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", built.display()))?
+        .len();
+    let dest = site.content.library_path(&sha256);
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::rename(&built, &dest)
+        .map_err(|e| anyhow::anyhow!("cannot move the package into the library: {e}"))?;
+    let file = koshin_store::LibraryFile {
+        sha256,
+        size: i64::try_from(size).unwrap_or(i64::MAX),
+        name: name.clone(),
+        control: control.clone(),
+    };
+    let pool = format!("pool/koshin/k/{OFFLINE_CATALOG_DEB}/{name}");
+    let audit = koshin_store::AuditEntry::system(
+        "package-offline-catalog",
+        OFFLINE_CATALOG_PACKAGE,
+        format!("packaged the offline scan catalog as {OFFLINE_CATALOG_DEB} {version}"),
+    );
+    let package = site.store.put_site_package(
+        &site.config.site.code,
+        OFFLINE_CATALOG_PACKAGE,
+        &file,
+        &pool,
+        &audit,
+    )?;
+    Ok((package, version))
 }
 
 /// Stores the results of an offline scan: for the client they name, registered here
@@ -248,6 +334,23 @@ pub fn remove_sync_host(site: &Site) -> anyhow::Result<Option<SyncHost>> {
     let had = sync_host(site)?;
     site.store.site_set(SYNC_HOST_KEY, "")?;
     Ok(had)
+}
+
+/// The content version of the offline catalog the site keeps, from its header (read only up
+/// to the header: the file may be tens of megabytes).
+pub fn kept_version(site: &Site) -> Option<i64> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(4096);
+    std::fs::File::open(site.data.join(CATALOG_FILE))
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut head)
+        .ok()?;
+    let text = String::from_utf8_lossy(&head);
+    text.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("Content-Version:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// When the site last made the offline catalog (the kept file's time).

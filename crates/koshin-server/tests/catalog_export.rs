@@ -268,3 +268,155 @@ async fn the_import_route_verifies_before_it_applies() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["applied"], serde_json::json!(false), "{v}");
 }
+
+async fn call_json(
+    site: &Arc<Site>,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let token = std::fs::read_to_string(site.data.join("admin.token")).expect("token");
+    let resp = koshin_server::http::app(site.clone())
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", format!("Bearer {}", token.trim()))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+        .expect("call");
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 30)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// P14: the update groups and deployments tested at a test site go to production in a
+/// signed file. Refused, with nothing applied, while production lacks the updates or the
+/// collection, or when the file is tampered with; then imported all at once, the new
+/// deployment disabled for review; imported again, nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_and_deployments_go_from_a_test_site_into_production() {
+    let fx = Fixture::new();
+    fx.sync_ok(SyncKind::Full).await;
+    let hello = apt_id("hello", "2.10-3");
+    for (path, body) in [
+        (
+            "/api/v1/update-groups",
+            serde_json::json!({"name": "Pilot fixes", "description": "tested", "updates": [hello]}),
+        ),
+        (
+            "/api/v1/collections",
+            serde_json::json!({"name": "Web servers"}),
+        ),
+        (
+            "/api/v1/deployments",
+            serde_json::json!({"name": "Pilot rollout", "update_group": "Pilot fixes",
+                "collection": "Web servers", "deadline": "2030-01-01T02:00:00", "utc": true,
+                "recurrence_days": 7}),
+        ),
+    ] {
+        let (s, v) = call_json(&fx.site, "POST", path, body).await;
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    let (file, defs) =
+        koshin_server::definitions::export(&fx.site, &[], &[]).expect("export definitions");
+    assert!(file.starts_with(b"KOSHIN-DEPLOYMENTS 1\n"));
+    assert_eq!(defs.groups.len(), 1);
+    assert_eq!(defs.deployments.len(), 1);
+
+    let (_d, prod) = fresh("PRD");
+    let import = |bytes: Vec<u8>| {
+        let prod = prod.clone();
+        async move { call(&prod, "POST", "/api/v1/deployment-definitions", bytes).await }
+    };
+    // Signed by a key production does not trust yet.
+    let (s, v) = import(file.clone()).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("does not trust"), "{v}");
+    let (s, v) = call(
+        &prod,
+        "POST",
+        "/api/v1/catalog/keys",
+        fx.site.content.public_key.clone().into_bytes(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    // Tampered: refused with the reason.
+    let mut flipped = file.clone();
+    let last = flipped.len() - 10;
+    flipped[last] ^= 0x01;
+    let (s, v) = import(flipped).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("bad signature"), "{v}");
+    // Production lacks the updates: refused, naming them and what to do.
+    let (s, v) = import(file.clone()).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v.to_string().contains("not in this site's catalog") && v.to_string().contains(&hello),
+        "{v}"
+    );
+    let catalog = export_of(&fx.site, None);
+    import_catalog_into(&prod, &catalog, &fx.site);
+    // ... and the collection: refused, nothing applied (the group is not there either).
+    let (s, v) = import(file.clone()).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v.to_string().contains("create it first"), "{v}");
+    assert!(prod.store.list_update_groups().expect("groups").is_empty());
+    let (s, v) = call_json(
+        &prod,
+        "POST",
+        "/api/v1/collections",
+        serde_json::json!({"name": "Web servers"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    let (s, v) = import(file.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["groups_created"], serde_json::json!(["Pilot fixes"]));
+    assert_eq!(
+        v["deployments_created"],
+        serde_json::json!(["Pilot rollout"])
+    );
+    let d = prod
+        .store
+        .list_deployments(&koshin_domain::Scope::All)
+        .expect("deployments");
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].name, "Pilot rollout");
+    assert!(!d[0].enabled, "imported disabled, for review");
+    assert_eq!(d[0].deadline.as_deref(), Some("2030-01-01T02:00:00"));
+    assert_eq!(d[0].recurrence_days, Some(7));
+    assert_eq!(d[0].updates.len(), 1);
+    assert_eq!(d[0].updates[0].id, hello);
+    assert!(d[0].id.starts_with("PRDD"), "{}", d[0].id);
+
+    // Again: nothing changes.
+    let (s, v) = import(file).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["deployments_unchanged"],
+        serde_json::json!(["Pilot rollout"])
+    );
+    assert_eq!(v["groups_unchanged"], serde_json::json!(["Pilot fixes"]));
+    assert_eq!(
+        prod.store
+            .list_deployments(&koshin_domain::Scope::All)
+            .expect("deployments")
+            .len(),
+        1
+    );
+}
+
+fn import_catalog_into(into: &Site, file: &[u8], exporter: &Site) {
+    let answer = import(into, file, exporter).expect("catalog import");
+    assert!(answer.applied, "{}", answer.message);
+}

@@ -1,4 +1,4 @@
-//! The inventory reports of issue 9 and the collection filter, run through the site's
+//! The inventory reports and the collection filter, run through the site's
 //! reports API over a site whose clients sent inventory through the real store API:
 //! `inventory-health` (P3) names each client's inventory and scan problems, with a day's
 //! interval for servers and a week's for the rest; `owners-missing-approved-updates` (P23)
@@ -265,6 +265,7 @@ fn estate() -> Estate {
             .create_deployment(
                 "CS1",
                 &NewDeployment {
+                    program: None,
                     name: name.into(),
                     update_group: group.into(),
                     collection: collection.into(),

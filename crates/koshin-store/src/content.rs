@@ -285,6 +285,76 @@ impl ContentStore for SqliteStore {
         Ok(())
     }
 
+    fn put_site_package(
+        &self,
+        site_code: &str,
+        name: &str,
+        file: &LibraryFile,
+        filename: &str,
+        audit: &AuditEntry,
+    ) -> Result<PackageRecord> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO content_files(sha256, size, name, control, stored_ms) VALUES (?1,?2,?3,?4,?5)
+             ON CONFLICT(sha256) DO UPDATE SET stored_ms = excluded.stored_ms",
+            params![file.sha256, file.size, file.name, file.control, audit.time_ms],
+        )?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM content_packages WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let id = match existing {
+            Some(id) => {
+                let files = files_of(&tx, id)?;
+                if files.len() == 1 && files[0].sha256 == file.sha256 {
+                    let p = load_package(&tx, id)?;
+                    return Ok(p);
+                }
+                tx.execute(
+                    "UPDATE content_packages SET source_version = source_version + 1 WHERE id = ?1",
+                    params![id],
+                )?;
+                tx.execute("DELETE FROM package_files WHERE package = ?1", params![id])?;
+                tx.execute(
+                    "UPDATE package_targets SET state = 'waiting',
+                         source_version = (SELECT source_version FROM content_packages WHERE id = ?1),
+                         queued_ms = ?2, attempts = 0, retry_at_ms = NULL, error = NULL, bytes_sent = 0
+                     WHERE package = ?1",
+                    params![id, audit.time_ms],
+                )?;
+                id
+            }
+            None => {
+                let id: i64 = tx.query_row(
+                    "SELECT COALESCE(MAX(id), 0) + 1 FROM content_packages",
+                    [],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO content_packages(id, package_id, name, priority, created_ms, created_by) VALUES (?1,?2,?3,?4,?5,?6)",
+                    params![id, package_id(site_code, id), name, Priority::Medium.code(), audit.time_ms, audit.actor],
+                )?;
+                id
+            }
+        };
+        tx.execute(
+            "INSERT INTO package_files(package, sha256, name, size, filename) VALUES (?1,?2,?3,?4,?5)",
+            params![id, file.sha256, file.name, file.size, filename],
+        )?;
+        if existing.is_none() {
+            let dps = all_dps(&tx)?;
+            distribute_tx(&tx, id, &dps, &[], audit.time_ms)?;
+        }
+        write_audit(&tx, audit)?;
+        let p = load_package(&tx, id)?;
+        tx.commit()?;
+        Ok(p)
+    }
+
     fn register_dp(
         &self,
         name: &str,

@@ -84,7 +84,7 @@ fn load_deployment(conn: &Connection, id: i64) -> Result<DeploymentOut> {
         "SELECT d.deployment_id, d.name, d.update_group, k.name, p.package_id, d.available, d.deadline, d.utc,
                 d.allow_postpone, d.notification, d.suppress_servers, d.suppress_workstations, d.download_first,
                 d.recurrence_days, d.enabled, d.reenable_ms, d.generation, r.deployment_id, d.created_ms, d.created_by,
-                d.expedited_inventory
+                d.expedited_inventory, d.program
          FROM deployments d JOIN collections k ON k.id = d.collection
          LEFT JOIN content_packages p ON p.id = d.package
          LEFT JOIN deployments r ON r.id = d.rollback_of
@@ -107,6 +107,7 @@ fn load_deployment(conn: &Connection, id: i64) -> Result<DeploymentOut> {
                 install_from_dp: r.get::<_, i64>(12)? == 0,
                 recurrence_days: r.get::<_, Option<i64>>(13)?.map(|v| v as u32),
                 expedited_inventory: r.get::<_, i64>(20)? != 0,
+                program: r.get(21)?,
                 enabled: r.get::<_, i64>(14)? != 0,
                 reenable_at: r.get::<_, Option<i64>>(15)?.map(ts),
                 generation: r.get(16)?,
@@ -340,23 +341,176 @@ impl DeploymentStore for SqliteStore {
                 d.name
             )));
         }
-        let group = group_key(&tx, &d.update_group)?;
-        let updates: Vec<String> = tx
-            .prepare_cached("SELECT update_id FROM update_group_members WHERE grp = ?1 ORDER BY 1")?
-            .query_map(params![group], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        if updates.is_empty() {
-            return Err(StoreError::Invalid(format!(
-                "update group '{}' holds no updates",
-                d.update_group
-            )));
-        }
+        let (updates, package) = match &d.program {
+            Some(program) => (Vec::new(), Some(program_package(&tx, program, d)?)),
+            None => {
+                let group = group_key(&tx, &d.update_group)?;
+                let updates: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT update_id FROM update_group_members WHERE grp = ?1 ORDER BY 1",
+                    )?
+                    .query_map(params![group], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                if updates.is_empty() {
+                    return Err(StoreError::Invalid(format!(
+                        "update group '{}' holds no updates",
+                        d.update_group
+                    )));
+                }
+                (updates, None)
+            }
+        };
         let (collection, _) = collection_key(&tx, &d.collection)?;
         let id = insert_deployment(
-            &tx, site_code, d, available, collection, &updates, None, priority, audit,
+            &tx, site_code, d, available, collection, &updates, package, None, priority, audit,
         )?;
         write_audit(&tx, audit)?;
         let out = load_deployment(&tx, id)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn import_definitions(
+        &self,
+        site_code: &str,
+        defs: &koshin_wire::DeploymentDefinitions,
+        available_now: &str,
+        enable: bool,
+        audit: &AuditEntry,
+    ) -> Result<koshin_wire::DefinitionsImported> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        let mut out = koshin_wire::DefinitionsImported {
+            site: defs.site.clone(),
+            enabled: enable,
+            ..Default::default()
+        };
+        // Every update first: a missing one refuses the whole file.
+        let mut missing = Vec::new();
+        for g in &defs.groups {
+            for u in &g.updates {
+                let known = tx
+                    .query_row("SELECT 1 FROM updates WHERE id = ?1", params![u.id], |_| {
+                        Ok(())
+                    })
+                    .optional()?
+                    .is_some();
+                if !known {
+                    missing.push(format!("{} ({})", u.title, u.id));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort();
+            missing.dedup();
+            let n = missing.len();
+            missing.truncate(5);
+            return Err(StoreError::Invalid(format!(
+                "{n} update(s) of the file are not in this site's catalog, e.g. {}; sync, or import the catalog of site {} first (koshin catalog import)",
+                missing.join(", "),
+                defs.site
+            )));
+        }
+        for g in &defs.groups {
+            let want: std::collections::BTreeSet<&str> =
+                g.updates.iter().map(|u| u.id.as_str()).collect();
+            match group_key(&tx, &g.name) {
+                Ok(id) => {
+                    let have: std::collections::BTreeSet<String> = tx
+                        .prepare_cached(
+                            "SELECT update_id FROM update_group_members WHERE grp = ?1",
+                        )?
+                        .query_map(params![id], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    if have.iter().map(String::as_str).ne(want.iter().copied()) {
+                        return Err(StoreError::Conflict(format!(
+                            "update group '{}' exists here with other updates; rename one of them and import again",
+                            g.name
+                        )));
+                    }
+                    out.groups_unchanged.push(g.name.clone());
+                }
+                Err(StoreError::NotFound(_)) => {
+                    tx.execute(
+                        "INSERT INTO update_groups(name, description, created_ms, created_by) VALUES (?1,?2,?3,?4)",
+                        params![g.name, g.description, audit.time_ms, audit.actor],
+                    )?;
+                    let id = tx.last_insert_rowid();
+                    for u in &want {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO update_group_members(grp, update_id) VALUES (?1, ?2)",
+                            params![id, u],
+                        )?;
+                    }
+                    out.groups_created.push(g.name.clone());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for def in &defs.deployments {
+            let d = &def.spec;
+            let existing: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM deployments WHERE name = ?1",
+                    params![d.name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(id) = existing {
+                let have = load_deployment(&tx, id)?;
+                let (collection, _) = collection_key(&tx, &d.collection)?;
+                let (want_collection, _) = collection_key(&tx, &have.collection)?;
+                if have.update_group != d.update_group
+                    || have.program != d.program
+                    || collection != want_collection
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "deployment '{}' exists here with another update group, program or collection; rename one of them and import again",
+                        d.name
+                    )));
+                }
+                out.deployments_unchanged.push(d.name.clone());
+                continue;
+            }
+            let (collection, _) = collection_key(&tx, &d.collection).map_err(|e| match e {
+                StoreError::NotFound(_) => StoreError::Invalid(format!(
+                    "deployment '{}' goes to collection '{}', which this site does not have; create it first",
+                    d.name, d.collection
+                )),
+                other => other,
+            })?;
+            let (updates, package) = match &d.program {
+                Some(program) => (Vec::new(), Some(program_package(&tx, program, d)?)),
+                None => {
+                    let group = group_key(&tx, &d.update_group)?;
+                    let updates: Vec<String> = tx
+                        .prepare_cached(
+                            "SELECT update_id FROM update_group_members WHERE grp = ?1 ORDER BY 1",
+                        )?
+                        .query_map(params![group], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    (updates, None)
+                }
+            };
+            let available = d.available.as_deref().unwrap_or(available_now);
+            check_time(available)?;
+            let priority = d
+                .priority
+                .as_deref()
+                .and_then(Priority::parse)
+                .unwrap_or(Priority::Medium);
+            let id = insert_deployment(
+                &tx, site_code, d, available, collection, &updates, package, None, priority, audit,
+            )?;
+            if !(enable && def.enabled) {
+                tx.execute(
+                    "UPDATE deployments SET enabled = 0 WHERE id = ?1",
+                    params![id],
+                )?;
+            }
+            out.deployments_created.push(d.name.clone());
+        }
+        write_audit(&tx, audit)?;
         tx.commit()?;
         Ok(out)
     }
@@ -520,6 +674,7 @@ impl DeploymentStore for SqliteStore {
             install_from_dp: original.install_from_dp,
             recurrence_days: None,
             expedited_inventory: original.expedited_inventory,
+            program: None,
             priority: None,
             distribution_points: Vec::new(),
         };
@@ -536,6 +691,7 @@ impl DeploymentStore for SqliteStore {
             &now,
             collection,
             &previous,
+            None,
             Some(id),
             Priority::High,
             audit,
@@ -677,6 +833,10 @@ impl DeploymentStore for SqliteStore {
             let content_on = stmt
                 .query_map(params![id], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
+            let scan_catalog = match d.program {
+                Some(_) => program_file(&conn, id)?,
+                None => None,
+            };
             out.push(DeploymentPolicy {
                 id: d.id,
                 name: d.name,
@@ -695,6 +855,7 @@ impl DeploymentStore for SqliteStore {
                 updates,
                 windows: windows.clone(),
                 content_on,
+                scan_catalog,
             });
         }
         Ok(out)
@@ -724,6 +885,75 @@ impl DeploymentStore for SqliteStore {
     }
 }
 
+/// The file a program deployment's client fetches: its package's one file (the offline
+/// scan catalog's Debian package), where distribution points keep it.
+fn program_file(conn: &Connection, deployment: i64) -> Result<Option<DeployedFile>> {
+    Ok(conn
+        .query_row(
+            "SELECT f.sha256, f.size, c.control FROM deployments d
+             JOIN package_files f ON f.package = d.package
+             JOIN content_files c ON c.sha256 = f.sha256
+             WHERE d.id = ?1 ORDER BY f.name LIMIT 1",
+            params![deployment],
+            |r| {
+                let sha: String = r.get(0)?;
+                let size: i64 = r.get(1)?;
+                let control: String = r.get(2)?;
+                Ok((sha, size, control))
+            },
+        )
+        .optional()?
+        .map(|(sha, size, control)| {
+            let field = |name: &str| {
+                control
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default()
+            };
+            let (package, version, architecture) =
+                (field("Package"), field("Version"), field("Architecture"));
+            let base = format!("{package}_{version}_{architecture}.deb");
+            DeployedFile {
+                pool_path: format!("pool/{}/{sha}/{base}", sha.get(..2).unwrap_or("00")),
+                package,
+                version,
+                architecture,
+                sha256: sha,
+                size: size.max(0) as u64,
+            }
+        }))
+}
+
+/// The package a program deployment runs from: the site's offline scan catalog package.
+fn program_package(tx: &Connection, program: &str, d: &NewDeployment) -> Result<i64> {
+    if !koshin_wire::PROGRAMS.contains(&program) {
+        return Err(StoreError::Invalid(format!(
+            "unknown program '{program}'; the programs are {}",
+            koshin_wire::PROGRAMS.join(", ")
+        )));
+    }
+    if !d.update_group.is_empty() {
+        return Err(StoreError::Invalid(
+            "a program deployment installs no updates: give a program or an update group, not both"
+                .into(),
+        ));
+    }
+    tx.query_row(
+        "SELECT id FROM content_packages WHERE name = ?1",
+        params![koshin_wire::OFFLINE_CATALOG_PACKAGE],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "the site has no '{}' package yet: make the offline scan catalog first \
+             (koshin catalog offline FILE, or at the sync host's next refresh)",
+            koshin_wire::OFFLINE_CATALOG_PACKAGE
+        ))
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn insert_deployment(
     tx: &Connection,
@@ -732,30 +962,44 @@ fn insert_deployment(
     available: &str,
     collection: i64,
     updates: &[String],
+    program_package: Option<i64>,
     rollback_of: Option<i64>,
     priority: Priority,
     audit: &AuditEntry,
 ) -> Result<i64> {
     let (id, deployment_id) = next_deployment_id(tx, site_code)?;
-    let package = create_package_tx(
-        tx,
-        site_code,
-        &format!("{} content", d.name),
-        priority,
-        updates,
-        audit,
-    )?;
-    let dps = if d.distribution_points.is_empty() {
-        all_dps(tx)?
-    } else {
-        d.distribution_points.clone()
+    let package = match program_package {
+        // A program's package is the site's own: it is on the points it is on, and on any
+        // named here besides.
+        Some(package) => {
+            distribute_tx(tx, package, &d.distribution_points, &[], audit.time_ms)?;
+            package
+        }
+        None => {
+            let package = create_package_tx(
+                tx,
+                site_code,
+                &format!("{} content", d.name),
+                priority,
+                updates,
+                audit,
+            )?;
+            let dps = if d.distribution_points.is_empty() {
+                all_dps(tx)?
+            } else {
+                d.distribution_points.clone()
+            };
+            distribute_tx(tx, package, &dps, &[], audit.time_ms)?;
+            package
+        }
     };
-    distribute_tx(tx, package, &dps, &[], audit.time_ms)?;
+    let expedited = d.expedited_inventory
+        || d.program.as_deref() == Some(koshin_wire::PROGRAM_OFFLINE_SCAN_EXPEDITED);
     tx.execute(
         "INSERT INTO deployments(id, deployment_id, name, update_group, collection, package, available, deadline, utc,
              allow_postpone, notification, suppress_servers, suppress_workstations, download_first, recurrence_days,
-             rollback_of, created_ms, created_by, expedited_inventory)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
+             rollback_of, created_ms, created_by, expedited_inventory, program)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
         params![
             id,
             deployment_id,
@@ -775,7 +1019,8 @@ fn insert_deployment(
             rollback_of,
             audit.time_ms,
             audit.actor,
-            i64::from(d.expedited_inventory),
+            i64::from(expedited),
+            d.program,
         ],
     )?;
     for u in updates {

@@ -152,7 +152,7 @@ fn load_deployment(conn: &Connection, deployment_id: &str) -> Result<Option<Glob
             "SELECT d.id, d.package, d.deployment_id, d.name, d.update_group, k.collection_id, d.available,
                     d.deadline, d.utc, d.allow_postpone, d.notification, d.suppress_servers,
                     d.suppress_workstations, d.download_first, d.recurrence_days, d.enabled, d.reenable_ms,
-                    d.generation, r.deployment_id, d.created_ms, d.created_by, d.expedited_inventory
+                    d.generation, r.deployment_id, d.created_ms, d.created_by, d.expedited_inventory, d.program
              FROM deployments d JOIN collections k ON k.id = d.collection
              LEFT JOIN deployments r ON r.id = d.rollback_of
              WHERE d.deployment_id = ?1",
@@ -177,6 +177,7 @@ fn load_deployment(conn: &Connection, deployment_id: &str) -> Result<Option<Glob
                         download_first: r.get::<_, i64>(13)? != 0,
                         recurrence_days: r.get(14)?,
                         expedited_inventory: r.get::<_, i64>(21)? != 0,
+                        program: r.get(22)?,
                         enabled: r.get::<_, i64>(15)? != 0,
                         reenable_ms: r.get(16)?,
                         generation: r.get(17)?,
@@ -529,8 +530,8 @@ fn apply_deployment(
     tx.execute(
         "INSERT INTO deployments(id, deployment_id, name, update_group, collection, package, available, deadline, utc,
              allow_postpone, notification, suppress_servers, suppress_workstations, download_first, recurrence_days,
-             enabled, reenable_ms, generation, rollback_of, created_ms, created_by, origin, expedited_inventory)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23)
+             enabled, reenable_ms, generation, rollback_of, created_ms, created_by, origin, expedited_inventory, program)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,?22,?23,?24)
          ON CONFLICT(id) DO UPDATE SET name = excluded.name, update_group = excluded.update_group,
              collection = excluded.collection, package = excluded.package, available = excluded.available,
              deadline = excluded.deadline, utc = excluded.utc, allow_postpone = excluded.allow_postpone,
@@ -538,7 +539,8 @@ fn apply_deployment(
              suppress_workstations = excluded.suppress_workstations, download_first = excluded.download_first,
              recurrence_days = excluded.recurrence_days, enabled = excluded.enabled,
              reenable_ms = excluded.reenable_ms, generation = excluded.generation,
-             rollback_of = excluded.rollback_of, expedited_inventory = excluded.expedited_inventory",
+             rollback_of = excluded.rollback_of, expedited_inventory = excluded.expedited_inventory,
+             program = excluded.program",
         params![
             key,
             d.deployment_id,
@@ -563,6 +565,7 @@ fn apply_deployment(
             d.created_by,
             origin,
             i64::from(d.expedited_inventory),
+            d.program,
         ],
     )?;
     tx.execute(

@@ -780,7 +780,12 @@ CREATE TABLE inventory_classes (
     r#"
 ALTER TABLE deployments ADD COLUMN expedited_inventory INTEGER NOT NULL DEFAULT 0;
 "#,
-    // 18: the compliance trend: site-wide counts of computer/update pairs by state, sampled
+    // 18: program deployments: the scan tool runs a program (offline-scan, or its expedited
+    // form) with the offline scan catalog package as its content, instead of updates (I2).
+    r#"
+ALTER TABLE deployments ADD COLUMN program TEXT;
+"#,
+    // 19: the compliance trend: site-wide counts of computer/update pairs by state, sampled
     // on a schedule (trend.rs), for the console's chart of required updates over time.
     r#"
 CREATE TABLE compliance_samples (

@@ -522,6 +522,7 @@ impl CatalogStore for SqliteStore {
             supersedes,
             required_by,
             local,
+            in_offline_catalog: None,
         }))
     }
 

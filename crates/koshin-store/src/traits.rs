@@ -146,6 +146,21 @@ pub struct AuditEntry {
     pub source: String,
 }
 
+impl AuditEntry {
+    /// What the site does by itself, on a schedule (actor `site`, role `system`).
+    pub fn system(action: &str, target: &str, detail: String) -> AuditEntry {
+        AuditEntry {
+            time_ms: jiff::Timestamp::now().as_millisecond(),
+            actor: "site".into(),
+            role: "system".into(),
+            action: action.into(),
+            target: target.into(),
+            detail,
+            source: "site".into(),
+        }
+    }
+}
+
 /// An enrollment token's record (its hash is not part of it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnrollmentTokenRecord {
@@ -548,6 +563,19 @@ pub trait ContentStore: Send + Sync {
     ) -> Result<usize>;
     fn library_file(&self, sha256: &str) -> Result<Option<LibraryFile>>;
     fn add_library_file(&self, f: &LibraryFile, now_ms: i64) -> Result<()>;
+    /// A package the site makes itself, holding exactly one file it built (already in the
+    /// library folder), at `filename` on the distribution points. Made and distributed to
+    /// every point the first time; after that a new file replaces the old one as the next
+    /// source version and every point the package is on gets it again. The same file again
+    /// changes nothing. In one transaction with the library record and the audit entry.
+    fn put_site_package(
+        &self,
+        site_code: &str,
+        name: &str,
+        file: &LibraryFile,
+        filename: &str,
+        audit: &AuditEntry,
+    ) -> Result<PackageRecord>;
     /// Registers a remote distribution point; the token is what the site presents to it.
     fn register_dp(
         &self,
@@ -642,6 +670,19 @@ pub trait DeploymentStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<koshin_wire::DeploymentOut>;
     fn list_deployments(&self, scope: &Scope) -> Result<Vec<koshin_wire::DeploymentOut>>;
+    /// Imports update groups and deployment definitions from another site (P14), all or
+    /// nothing, in one transaction: every update must be in this site's catalog and every
+    /// collection must exist here (by name). A group or deployment that exists by its name
+    /// with the same definition is left as it is (so an import runs twice safely); one that
+    /// differs is a conflict. New deployments are created disabled unless `enable`.
+    fn import_definitions(
+        &self,
+        site_code: &str,
+        defs: &koshin_wire::DeploymentDefinitions,
+        available_now: &str,
+        enable: bool,
+        audit: &AuditEntry,
+    ) -> Result<koshin_wire::DefinitionsImported>;
     /// One deployment and every targeted client's state (inside the scope).
     fn deployment(&self, key: &str, scope: &Scope)
     -> Result<Option<koshin_wire::DeploymentDetail>>;

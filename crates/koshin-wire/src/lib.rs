@@ -63,6 +63,11 @@ pub struct UpdateDetail {
     pub required_by: Vec<ComputerRef>,
     /// Local publisher updates: detection rules, content files, install command.
     pub local: Option<serde_json::Value>,
+    /// The content version of the site's newest offline scan catalog, when that catalog
+    /// carries this update: clients scanned offline (or by the scan tool) see it (I5,
+    /// "deployable to legacy clients").
+    #[serde(default)]
+    pub in_offline_catalog: Option<i64>,
 }
 
 /// `GET /api/v1/updates` query.
@@ -1206,6 +1211,8 @@ pub struct NewUpdateGroup {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewDeployment {
     pub name: String,
+    /// The update group it installs; empty for a program deployment.
+    #[serde(default)]
     pub update_group: String,
     pub collection: String,
     /// `2026-11-21T18:00`; now when not given.
@@ -1234,6 +1241,11 @@ pub struct NewDeployment {
     /// Clients send their inventory right after the scan that evaluates it (I4).
     #[serde(default)]
     pub expedited_inventory: bool,
+    /// A program instead of updates: [`PROGRAM_OFFLINE_SCAN`] or
+    /// [`PROGRAM_OFFLINE_SCAN_EXPEDITED`] (the scan tool, with the site's offline scan
+    /// catalog package as its content).
+    #[serde(default)]
+    pub program: Option<String>,
     /// The priority of its content (default medium).
     #[serde(default)]
     pub priority: Option<String>,
@@ -1261,6 +1273,9 @@ pub struct DeploymentOut {
     pub recurrence_days: Option<u32>,
     #[serde(default)]
     pub expedited_inventory: bool,
+    /// The program it runs, for a program deployment.
+    #[serde(default)]
+    pub program: Option<String>,
     pub enabled: bool,
     pub reenable_at: Option<Timestamp>,
     pub generation: i64,
@@ -1364,7 +1379,61 @@ pub struct DeploymentPolicy {
     pub windows: Vec<String>,
     /// The distribution points that hold the content now.
     pub content_on: Vec<String>,
+    /// A scan-tool deployment: the package holding the offline scan catalog, which the
+    /// client scans against instead of installing anything (I4).
+    #[serde(default)]
+    pub scan_catalog: Option<DeployedFile>,
 }
+
+/// The first line of a deployment definitions file (P14).
+pub const DEFINITIONS_MAGIC: &str = "KOSHIN-DEPLOYMENTS 1";
+/// The `format` of its signed payload.
+pub const DEFINITIONS_FORMAT: &str = "koshin-deployment-definitions";
+
+/// Update groups (the approvals) and deployment definitions tested at one site, signed with
+/// its archive key, to be imported into another (P14: from a test site into production).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentDefinitions {
+    pub format: String,
+    /// The exporting site's code.
+    pub site: String,
+    pub created: Timestamp,
+    pub signed_by: String,
+    /// The exporting site's content version: the updates were as it had them then.
+    pub content_version: i64,
+    pub groups: Vec<UpdateGroupOut>,
+    pub deployments: Vec<DeploymentDefinition>,
+}
+
+/// One deployment as it was defined: the collection by name (collections are the sites'
+/// own), the update group by name (it travels in the same file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentDefinition {
+    #[serde(flatten)]
+    pub spec: NewDeployment,
+    pub enabled: bool,
+}
+
+/// What an import of deployment definitions did. Nothing is applied unless all of it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DefinitionsImported {
+    pub site: String,
+    pub groups_created: Vec<String>,
+    pub groups_unchanged: Vec<String>,
+    pub deployments_created: Vec<String>,
+    pub deployments_unchanged: Vec<String>,
+    /// The new deployments were enabled (otherwise they wait, disabled, for review).
+    pub enabled: bool,
+}
+
+/// The scan tool (I2): a program deployment whose clients fetch the site's offline scan
+/// catalog from their distribution point and scan against it.
+pub const PROGRAM_OFFLINE_SCAN: &str = "offline-scan";
+/// The scan tool's "expedited" program: the same, and the inventory goes right after the
+/// scan rather than at the next inventory cycle (I4).
+pub const PROGRAM_OFFLINE_SCAN_EXPEDITED: &str = "offline-scan-expedited";
+/// Every program a deployment can run.
+pub const PROGRAMS: [&str; 2] = [PROGRAM_OFFLINE_SCAN, PROGRAM_OFFLINE_SCAN_EXPEDITED];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeployedUpdate {
@@ -1603,6 +1672,8 @@ pub struct GlobalDeployment {
     pub recurrence_days: Option<i64>,
     #[serde(default)]
     pub expedited_inventory: bool,
+    #[serde(default)]
+    pub program: Option<String>,
     pub enabled: bool,
     pub reenable_ms: Option<i64>,
     pub generation: i64,
@@ -1748,6 +1819,13 @@ mod tests {
 pub const OFFLINE_CATALOG_MAGIC: &str = "KOSHIN-SCAN-CATALOG 1";
 /// The `format` of its signed payload.
 pub const OFFLINE_CATALOG_FORMAT: &str = "koshin-offline-scan-catalog";
+/// The Debian package the site wraps its offline scan catalog in, so that it travels in a
+/// content package to the distribution points like any other file.
+pub const OFFLINE_CATALOG_DEB: &str = "koshin-scan-catalog";
+/// Where that Debian package holds the catalog.
+pub const OFFLINE_CATALOG_DEB_PATH: &str = "usr/share/koshin/scan-catalog.ksc";
+/// The content package the site keeps it in.
+pub const OFFLINE_CATALOG_PACKAGE: &str = "Offline Scan Catalog";
 /// The `format` of an offline scan's results file.
 pub const SCAN_RESULTS_FORMAT: &str = "koshin-offline-scan-results";
 
@@ -1776,6 +1854,63 @@ pub struct OfflineCatalogOut {
     pub bytes: u64,
     pub created: Timestamp,
     pub signed_by: String,
+    /// The content package that carries it to the distribution points (its id), and the
+    /// version of the Debian package inside.
+    #[serde(default)]
+    pub package_id: String,
+    #[serde(default)]
+    pub deb_version: String,
+}
+
+/// `POST /api/v1/catalog/scan-tool`: set up the scan tool's objects (I2) at the top-level
+/// site, first for one test client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanToolSetup {
+    /// The test client (name or client id): the only member of the pre-production collection.
+    pub test_client: String,
+    /// The clients that get the scan tool once it is broadened (a collection, by id or
+    /// name; default All Systems).
+    #[serde(default)]
+    pub eligible: Option<String>,
+}
+
+/// The scan tool's objects and where its rollout stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanToolOut {
+    pub test_client: String,
+    pub test_client_id: String,
+    /// The content package holding the offline scan catalog.
+    pub package_id: String,
+    pub pre_production_id: String,
+    pub pre_production: String,
+    pub collection_id: String,
+    pub collection: String,
+    /// The collection the scan tool goes to once broadened.
+    pub eligible_id: String,
+    pub eligible: String,
+    /// The normal program's deployment (recurring) and the expedited one.
+    pub deployment_id: String,
+    pub deployment: String,
+    pub expedited_deployment_id: String,
+    pub expedited_deployment: String,
+    pub set: Timestamp,
+    pub set_by: String,
+    /// When the limiting rule was removed, so that every eligible client gets it (I3).
+    pub broadened: Option<Timestamp>,
+    /// The clients the scan tool goes to now.
+    pub members: i64,
+    /// The test client's state on the scan tool's deployments (`succeeded` once its results
+    /// are in), and the detail it gave.
+    pub test_client_state: Option<String>,
+    pub test_client_detail: Option<String>,
+}
+
+/// `POST /api/v1/catalog/scan-tool/broaden`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScanToolBroaden {
+    /// Broaden even though the test client has not reported a scan with the tool.
+    #[serde(default)]
+    pub force: bool,
 }
 
 /// The client an offline scan ran on.

@@ -44,6 +44,12 @@ pub enum CatalogCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The scan tool (I2, I3): the offline catalog package, a pre-production collection with
+    /// one test client, the scan tool's collection and its two program deployments.
+    ScanTool {
+        #[command(subcommand)]
+        command: ScanToolCommand,
+    },
     /// Import an export file into the site (verified, then applied in one transaction).
     Import {
         file: PathBuf,
@@ -61,6 +67,87 @@ pub enum CatalogCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum ScanToolCommand {
+    /// Create the scan tool's objects, going first to TEST_CLIENT only.
+    Setup {
+        #[arg(long)]
+        test_client: String,
+        /// The clients it goes to once broadened (default All Systems).
+        #[arg(long)]
+        eligible: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The scan tool's objects and where its rollout stands.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the limiting rule so every eligible client gets the scan tool (after the test
+    /// client's results were checked).
+    Broaden {
+        /// Even though the test client has not reported a scan with the tool.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_scan_tool(t: &koshin_wire::ScanToolOut) {
+    println!("Scan tool, set up {} by {}", t.set, t.set_by);
+    let rows = [
+        (
+            "package",
+            format!("{} (Offline Scan Catalog)", t.package_id),
+        ),
+        (
+            "test client",
+            format!(
+                "{}: {}{}",
+                t.test_client,
+                t.test_client_state.as_deref().unwrap_or("no state yet"),
+                t.test_client_detail
+                    .as_deref()
+                    .filter(|d| !d.is_empty())
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        (
+            "pre-production",
+            format!("{} ({})", t.pre_production, t.pre_production_id),
+        ),
+        (
+            "collection",
+            format!(
+                "{} ({}): {} client(s), {}",
+                t.collection,
+                t.collection_id,
+                t.members,
+                match t.broadened {
+                    Some(at) => format!("broadened to {} at {at}", t.eligible),
+                    None => format!(
+                        "limited to {} (koshin catalog scan-tool broaden)",
+                        t.pre_production
+                    ),
+                }
+            ),
+        ),
+        (
+            "deployments",
+            format!(
+                "{} ({}), {} ({})",
+                t.deployment, t.deployment_id, t.expedited_deployment, t.expedited_deployment_id
+            ),
+        ),
+    ];
+    for (k, v) in rows {
+        println!("  {k:<15} {v}");
+    }
 }
 
 fn spinner(msg: String) -> indicatif::ProgressBar {
@@ -218,6 +305,55 @@ pub async fn run(api: &Api, command: CatalogCommand) -> anyhow::Result<ExitCode>
             }
             Ok(ExitCode::SUCCESS)
         }
+        CatalogCommand::ScanTool { command } => {
+            let (t, json): (Option<koshin_wire::ScanToolOut>, bool) = match command {
+                ScanToolCommand::Setup {
+                    test_client,
+                    eligible,
+                    json,
+                } => (
+                    Some(
+                        api.post(
+                            "/api/v1/catalog/scan-tool",
+                            &koshin_wire::ScanToolSetup {
+                                test_client,
+                                eligible,
+                            },
+                            "set up the scan tool",
+                        )
+                        .await?,
+                    ),
+                    json,
+                ),
+                ScanToolCommand::Show { json } => (
+                    api.get("/api/v1/catalog/scan-tool", &(), "scan tool")
+                        .await?,
+                    json,
+                ),
+                ScanToolCommand::Broaden { force, json } => (
+                    Some(
+                        api.post(
+                            "/api/v1/catalog/scan-tool/broaden",
+                            &koshin_wire::ScanToolBroaden { force },
+                            "broaden the scan tool",
+                        )
+                        .await?,
+                    ),
+                    json,
+                ),
+            };
+            if json {
+                crate::output::json(&t)?;
+            } else {
+                match &t {
+                    Some(t) => print_scan_tool(t),
+                    None => println!(
+                        "The scan tool is not set up (koshin catalog scan-tool setup --test-client NAME)"
+                    ),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         CatalogCommand::Import { file, key, json } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -270,7 +406,7 @@ pub async fn run(api: &Api, command: CatalogCommand) -> anyhow::Result<ExitCode>
     }
 }
 
-async fn trust(api: &Api, key: &Path) -> anyhow::Result<TrustedKey> {
+pub(crate) async fn trust(api: &Api, key: &Path) -> anyhow::Result<TrustedKey> {
     let text =
         std::fs::read_to_string(key).with_context(|| format!("cannot read {}", key.display()))?;
     api.post_bytes(
@@ -290,7 +426,7 @@ fn print_answer(a: &ImportAnswer, json: bool) -> anyhow::Result<()> {
     }
 }
 
-fn write_atomically(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomically(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -27,11 +27,21 @@ pub enum DeploymentsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Deploy an update group to a collection.
+    /// Deploy an update group (or a program: the offline scan tool) to a collection.
     Create {
         name: String,
-        #[arg(long = "group")]
+        #[arg(
+            long = "group",
+            required_unless_present = "program",
+            conflicts_with = "program",
+            default_value = ""
+        )]
         update_group: String,
+        /// Run a program instead of installing updates: offline-scan (the scan tool, which
+        /// scans against the offline scan catalog package) or offline-scan-expedited (the
+        /// same, and the inventory goes right after the scan).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(koshin_wire::PROGRAMS))]
+        program: Option<String>,
         #[arg(long)]
         collection: String,
         /// When clients may install: 2026-11-21T18:00 (default: now).
@@ -95,6 +105,34 @@ pub enum DeploymentsCommand {
         name: String,
         #[arg(long = "as")]
         rollback_name: Option<String>,
+    },
+    /// Export update groups (approvals) and deployment definitions to FILE, signed with the
+    /// site's archive key, for another site (a test site's into production).
+    Export {
+        file: std::path::PathBuf,
+        /// Only these deployments (and the groups they deploy); default: every one and
+        /// every update group.
+        #[arg(long = "deployment")]
+        deployments: Vec<String>,
+        /// These update groups besides.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import update groups and deployment definitions exported by another site: verified,
+    /// applied all or nothing; new deployments are created disabled unless --enable.
+    Import {
+        file: std::path::PathBuf,
+        /// The exporting site's public archive key (its DATA/pki/archive-key.pub.asc), to
+        /// trust from now on.
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
+        /// Create the new deployments enabled, as they were at the exporting site.
+        #[arg(long)]
+        enable: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -194,11 +232,14 @@ pub async fn deployments(api: &Api, cmd: DeploymentsCommand) -> anyhow::Result<E
                 output::json(&d)?;
             } else {
                 let k = &d.deployment;
+                let what = match &k.program {
+                    Some(p) => format!("program {p}"),
+                    None => format!("group {}", k.update_group),
+                };
                 println!(
-                    "{} ({}): group {} to {}; available {}, deadline {}{}; {}",
+                    "{} ({}): {what} to {}; available {}, deadline {}{}; {}",
                     k.name,
                     k.id,
-                    k.update_group,
                     k.collection,
                     k.available,
                     k.deadline.as_deref().unwrap_or("none"),
@@ -251,6 +292,7 @@ pub async fn deployments(api: &Api, cmd: DeploymentsCommand) -> anyhow::Result<E
             install_from_dp,
             recurrence_days,
             expedited_inventory,
+            program,
             priority,
             dps,
         } => {
@@ -271,20 +313,122 @@ pub async fn deployments(api: &Api, cmd: DeploymentsCommand) -> anyhow::Result<E
                         install_from_dp,
                         recurrence_days,
                         expedited_inventory,
+                        program,
                         priority,
                         distribution_points: dps,
                     },
                     "create deployment",
                 )
                 .await?;
-            println!(
-                "Deployment {} created ({}): {} update(s) to {}, content package {}",
-                d.name,
-                d.id,
-                d.updates.len(),
-                d.collection,
-                d.package.unwrap_or_default()
+            match &d.program {
+                Some(program) => println!(
+                    "Deployment {} created ({}): program {program} to {}, content package {}",
+                    d.name,
+                    d.id,
+                    d.collection,
+                    d.package.unwrap_or_default()
+                ),
+                None => println!(
+                    "Deployment {} created ({}): {} update(s) to {}, content package {}",
+                    d.name,
+                    d.id,
+                    d.updates.len(),
+                    d.collection,
+                    d.package.unwrap_or_default()
+                ),
+            }
+        }
+        DeploymentsCommand::Export {
+            file,
+            deployments,
+            groups,
+            json,
+        } => {
+            let q = format!(
+                "/api/v1/deployment-definitions?deployments={}&groups={}",
+                urlencode(&deployments.join(",")),
+                urlencode(&groups.join(","))
             );
+            let bytes = api
+                .get_bytes(&q, "export deployment definitions", |_| {})
+                .await?;
+            crate::cmd_catalog::write_atomically(&file, &bytes)?;
+            let (fields, _) = koshin_apt::signed::read_header(
+                koshin_wire::DEFINITIONS_MAGIC,
+                "koshin deployment definitions",
+                &bytes,
+            )
+            .map_err(|e| anyhow::anyhow!("the site sent something unexpected: {e}"))?;
+            let field = |k: &str| fields.get(k).cloned().unwrap_or_default();
+            if json {
+                crate::output::json(&serde_json::json!({
+                    "file": file.display().to_string(),
+                    "bytes": bytes.len(),
+                    "site": field("Site"),
+                    "groups": field("Groups"),
+                    "deployments": field("Deployments"),
+                    "signed_by": field("Signed-By"),
+                }))?;
+            } else {
+                println!(
+                    "Exported {} update group(s) and {} deployment(s) of site {} to {} ({} bytes, signed by {})",
+                    field("Groups"),
+                    field("Deployments"),
+                    field("Site"),
+                    file.display(),
+                    bytes.len(),
+                    field("Signed-By")
+                );
+            }
+        }
+        DeploymentsCommand::Import {
+            file,
+            key,
+            enable,
+            json,
+        } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            if let Some(k) = key {
+                let t = crate::cmd_catalog::trust(api, &k).await?;
+                if !json {
+                    println!("Trusting key {} ({})", t.fingerprint, t.user_ids.join(", "));
+                }
+            }
+            let out: koshin_wire::DefinitionsImported = api
+                .post_bytes(
+                    &format!("/api/v1/deployment-definitions?enable={enable}"),
+                    bytes,
+                    "import deployment definitions",
+                )
+                .await?;
+            if json {
+                crate::output::json(&out)?;
+            } else {
+                let names = |v: &[String]| {
+                    if v.is_empty() {
+                        "none".to_string()
+                    } else {
+                        v.join(", ")
+                    }
+                };
+                println!("Imported from site {}:", out.site);
+                println!(
+                    "  update groups created: {}; already here: {}",
+                    names(&out.groups_created),
+                    names(&out.groups_unchanged)
+                );
+                println!(
+                    "  deployments created ({}): {}; already here: {}",
+                    if out.enabled {
+                        "enabled"
+                    } else {
+                        "disabled: koshin deployments enable NAME"
+                    },
+                    names(&out.deployments_created),
+                    names(&out.deployments_unchanged)
+                );
+            }
         }
         DeploymentsCommand::Disable { name, until } => {
             let _: DeploymentOut = api

@@ -119,6 +119,15 @@ pub async fn run(api: &Api, cmd: UpdatesCommand) -> anyhow::Result<ExitCode> {
                     },
                 );
                 field("Expired:", if s.expired { "yes" } else { "no" });
+                field(
+                    "Offline scan:",
+                    &match u.in_offline_catalog {
+                        Some(cv) => {
+                            format!("yes (in the offline scan catalog at content version {cv})")
+                        }
+                        None => "no (not in the site's offline scan catalog)".into(),
+                    },
+                );
                 field("Description:", &u.description);
                 println!();
                 let rows: Vec<Vec<String>> = u

@@ -181,6 +181,76 @@ fn catalog_export_and_import_between_two_sites() {
     );
     let out = koshin(&s2.url, &t2, &["catalog", "keys"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("FINGERPRINT"));
+
+    // The update groups and deployments tried at CS1 go to CS2 (P14), disabled for review.
+    let hello = ids(&s1.url, &t1)
+        .into_iter()
+        .map(|(id, _)| id)
+        .next()
+        .expect("an update");
+    for (site, token) in [(&s1.url, &t1), (&s2.url, &t2)] {
+        let out = koshin(site, token, &["collections", "create", "Web servers"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for args in [
+        vec!["update-groups", "create", "pilot", "--update", &hello],
+        vec![
+            "deployments",
+            "create",
+            "pilot-web",
+            "--group",
+            "pilot",
+            "--collection",
+            "Web servers",
+        ],
+    ] {
+        let out = koshin(&s1.url, &t1, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let defs = dir.path().join("pilot.kdd");
+    let defs_arg = defs.display().to_string();
+    let v = json(&koshin(
+        &s1.url,
+        &t1,
+        &["deployments", "export", &defs_arg, "--json"],
+    ));
+    assert_eq!(v["site"], "CS1", "{v}");
+    assert_eq!(v["deployments"], "1", "{v}");
+    let out = koshin(&s2.url, &t2, &["deployments", "import", &defs_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("deployments created (disabled") && text.contains("pilot-web"),
+        "{text}"
+    );
+    let list = json(&koshin(&s2.url, &t2, &["deployments", "list", "--json"]));
+    assert_eq!(list[0]["name"], "pilot-web", "{list}");
+    assert_eq!(list[0]["enabled"], false, "{list}");
+    let v = json(&koshin(
+        &s2.url,
+        &t2,
+        &["deployments", "import", &defs_arg, "--json"],
+    ));
+    assert_eq!(v["deployments_unchanged"][0], "pilot-web", "{v}");
+    // The scan tool is not set up at CS2: said so.
+    let out = koshin(&s2.url, &t2, &["catalog", "scan-tool", "show"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not set up"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// `koshin sup serve --internet` registers, gets its certificate from the site CA and

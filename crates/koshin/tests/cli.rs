@@ -358,7 +358,7 @@ fn cli_contract_sync_updates_and_status_messages() {
 
 /// The README's first command on this machine: a site synced from its own APT sources —
 /// the live Debian 12 archive (main, updates, security) — with this host enrolled and
-/// scanned. Then the oracle (issue 3): the agent's Required packages and target versions are
+/// scanned. Then the oracle: the agent's Required packages and target versions are
 /// exactly what `apt list --upgradable` prints from the same sources and the same dpkg
 /// database, and the site's `updates-with-counts` report agrees with the agent.
 #[test]

@@ -157,8 +157,11 @@ pub async fn create(
         "create deployment",
         &req.name,
         &format!(
-            "update group {} to collection {}; available {available}{}{}",
-            req.update_group,
+            "{} to collection {}; available {available}{}{}",
+            match &req.program {
+                Some(p) => format!("program {p}"),
+                None => format!("update group {}", req.update_group),
+            },
             req.collection,
             req.deadline
                 .as_ref()

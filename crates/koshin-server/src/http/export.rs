@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Can, CanManageSite, CanSync, ReplicaPoint};
+use super::auth::{Can, CanDeploy, CanManageSite, CanSync, ReplicaPoint};
 use super::error::{AppError, blocking};
 use crate::export::{self, ExportError};
 use crate::site::Site;
@@ -436,4 +436,152 @@ pub async fn remove_sync_host(
             .await?;
     }
     Ok(Json(had))
+}
+
+/// `GET /api/v1/catalog/scan-tool`: the scan tool's objects and rollout, if set up.
+pub async fn scan_tool(
+    _admin: super::auth::Admin,
+    State(site): State<Arc<Site>>,
+) -> Result<Json<Option<koshin_wire::ScanToolOut>>, AppError> {
+    let s = site.clone();
+    Ok(Json(blocking(move || crate::scantool::show(&s)).await?))
+}
+
+/// `POST /api/v1/catalog/scan-tool`: sets up the scan tool's objects (I2) for a test client.
+/// It creates collections and deployments, so it takes a role that manages the site.
+pub async fn setup_scan_tool(
+    Can(admin, _): Can<CanManageSite>,
+    State(site): State<Arc<Site>>,
+    Json(ask): Json<koshin_wire::ScanToolSetup>,
+) -> Result<Json<koshin_wire::ScanToolOut>, AppError> {
+    let s = site.clone();
+    let a = admin.clone();
+    Ok(Json(
+        blocking(move || {
+            crate::scantool::setup(&s, &ask, &a.name, &|action, target, detail| {
+                a.entry(action, target, detail)
+            })
+        })
+        .await?,
+    ))
+}
+
+/// `POST /api/v1/catalog/scan-tool/broaden`: every eligible client gets the scan tool (I3).
+pub async fn broaden_scan_tool(
+    Can(admin, _): Can<CanManageSite>,
+    State(site): State<Arc<Site>>,
+    Json(ask): Json<koshin_wire::ScanToolBroaden>,
+) -> Result<Json<koshin_wire::ScanToolOut>, AppError> {
+    let s = site.clone();
+    let a = admin.clone();
+    Ok(Json(
+        blocking(move || {
+            crate::scantool::broaden(&s, ask.force, &|action, target, detail| {
+                a.entry(action, target, detail)
+            })
+        })
+        .await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DefinitionsQuery {
+    /// Deployments to export (names or ids, comma-separated); none: every one.
+    #[serde(default)]
+    pub deployments: Option<String>,
+    /// Update groups to export besides those the deployments deploy (comma-separated).
+    #[serde(default)]
+    pub groups: Option<String>,
+}
+
+fn list(v: &Option<String>) -> Vec<String> {
+    v.as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `GET /api/v1/deployment-definitions`: the site's update groups and deployment definitions,
+/// signed (P14).
+pub async fn export_definitions(
+    Can(admin, _): Can<CanDeploy>,
+    State(site): State<Arc<Site>>,
+    Query(q): Query<DefinitionsQuery>,
+) -> Result<Response, AppError> {
+    let s = site.clone();
+    let (bytes, defs) =
+        blocking(move || crate::definitions::export(&s, &list(&q.deployments), &list(&q.groups)))
+            .await?;
+    admin
+        .audit(
+            &site,
+            "export deployment definitions",
+            &defs.site,
+            &format!(
+                "{} update group(s), {} deployment(s)",
+                defs.groups.len(),
+                defs.deployments.len()
+            ),
+        )
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DefinitionsImportQuery {
+    /// Create the new deployments enabled (as they were at the exporting site); otherwise
+    /// they are created disabled, to be reviewed and enabled here.
+    #[serde(default)]
+    pub enable: bool,
+}
+
+/// `POST /api/v1/deployment-definitions` (the file as the body): verified, then applied all or
+/// nothing (P14).
+pub async fn import_definitions(
+    Can(admin, _): Can<CanDeploy>,
+    State(site): State<Arc<Site>>,
+    Query(q): Query<DefinitionsImportQuery>,
+    body: Bytes,
+) -> Result<Json<koshin_wire::DefinitionsImported>, AppError> {
+    let s = site.clone();
+    let entry_admin = admin.clone();
+    let out = blocking(move || {
+        let keyring = site_keyring(&s)?;
+        let defs = crate::definitions::verify(&body, &keyring).map_err(|e| {
+            AppError::BadRequest(format!(
+                "deployment definitions refused, nothing applied: {e}"
+            ))
+        })?;
+        let entry = entry_admin.entry(
+            "import deployment definitions",
+            &defs.site,
+            &format!(
+                "{} update group(s), {} deployment(s){}",
+                defs.groups.len(),
+                defs.deployments.len(),
+                if q.enable { ", enabled" } else { ", disabled" }
+            ),
+        );
+        let now = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .datetime()
+            .strftime("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        s.store
+            .import_definitions(&s.config.site.code, &defs, &now, q.enable, &entry)
+            .map_err(|e| match e {
+                koshin_store::StoreError::Conflict(m) | koshin_store::StoreError::Invalid(m) => {
+                    AppError::Conflict(format!(
+                        "deployment definitions refused, nothing applied: {m}"
+                    ))
+                }
+                other => other.into(),
+            })
+    })
+    .await?;
+    site.content.wake.notify_one();
+    Ok(Json(out))
 }

@@ -148,6 +148,9 @@ routes! {
         => post(deployments::remove_update);
     "POST" "/api/v1/deployments/{key}/rerun", Admin(Deploy) => post(deployments::rerun);
     "POST" "/api/v1/deployments/{key}/rollback", Admin(Deploy) => post(deployments::rollback);
+    "GET" "/api/v1/deployment-definitions", Admin(Deploy) => get(export::export_definitions);
+    "POST" "/api/v1/deployment-definitions", Admin(Deploy)
+        => post(export::import_definitions).layer(DefaultBodyLimit::max(64 << 20));
     "GET" "/api/v1/maintenance-windows", Admin(Read) => get(deployments::windows);
     "POST" "/api/v1/collections/{key}/windows", Admin(ManageCollections)
         => post(deployments::add_window);
@@ -178,6 +181,10 @@ routes! {
     "POST" "/api/v1/catalog/sync-host", Admin(ManageSite) => post(export::set_sync_host);
     "POST" "/api/v1/catalog/sync-host/remove", Admin(ManageSite)
         => post(export::remove_sync_host);
+    "GET" "/api/v1/catalog/scan-tool", Admin(Read) => get(export::scan_tool);
+    "POST" "/api/v1/catalog/scan-tool", Admin(ManageSite) => post(export::setup_scan_tool);
+    "POST" "/api/v1/catalog/scan-tool/broaden", Admin(ManageSite)
+        => post(export::broaden_scan_tool);
     "POST" "/api/v1/import/scan-results", Admin(Sync)
         => post(export::import_scan_results).layer(DefaultBodyLimit::max(256 << 20));
     "GET" "/api/v1/catalog/keys", Admin(Read) => get(export::keys);

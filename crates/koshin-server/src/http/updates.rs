@@ -27,11 +27,17 @@ pub async fn show(
     Path(id): Path<String>,
     Query(page): Query<super::Page>,
 ) -> Result<(axum::http::HeaderMap, Json<UpdateDetail>), AppError> {
-    let store = site.store.clone();
+    let s = site.clone();
     let key = id.clone();
-    let mut u = blocking(move || Ok(store.get_update(&key, &admin.scope)?))
+    let mut u = blocking(move || Ok(s.store.get_update(&key, &admin.scope)?))
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no update '{id}' in the catalog")))?;
+    if let Some(cv) = crate::offline::kept_version(&site)
+        && !u.summary.expired
+        && u.content_version <= cv
+    {
+        u.in_offline_catalog = Some(cv);
+    }
     let total = page.apply(&mut u.required_by);
     Ok((super::total_header(total), Json(u)))
 }
