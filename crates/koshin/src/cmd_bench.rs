@@ -1852,12 +1852,15 @@ fn print_report(r: &Report) {
         r.mirror.bytes as f64 / 1e6,
         if r.mirror.reused { ", reused" } else { "" }
     );
-    let tools: Vec<&str> = r.peers.iter().map(|p| p.tool.as_str()).collect();
+    let mut tools: Vec<&str> = vec!["koshin"];
+    tools.extend(r.peers.iter().map(|p| p.tool.as_str()));
+    let tools = match tools.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => tools.join(""),
+    };
     println!(
-        "Runs: {} timed after {} warm-up round(s); the order of koshin, {} changes every round",
-        r.runs,
-        r.warmup_rounds,
-        tools.join(" and ")
+        "Runs: {} timed after {} warm-up round(s); the order of {tools} changes every round",
+        r.runs, r.warmup_rounds,
     );
     for s in &r.peers_skipped {
         println!("Not measured: {s}");
