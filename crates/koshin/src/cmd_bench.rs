@@ -1,13 +1,14 @@
 //! `koshin bench sync`: measures koshin's full sync and no-change delta sync against the
-//! peer that does the same job, `apt-get update` into a fresh lists folder, in one run on
-//! this machine, from the same loopback copy of the archive metadata.
+//! peers that do the same job, `apt-get update` into a fresh lists folder and aptly's
+//! `mirror create` + `mirror update` into a fresh root (`aptly.rs`), in one run on this
+//! machine, from the same loopback copy of the archive metadata.
 //!
 //! The copy holds, for each suite of this machine's APT sources, the `InRelease` byte for
 //! byte (so the archive's own signature still verifies) and every `Packages.{gz,xz}` it
 //! lists, at its canonical path and under `by-hash/SHA256/`. It is built once (checked
 //! against the Release while downloading) and reused while its Release is valid. An
-//! in-process HTTP server serves it from memory on `127.0.0.1:0`, so both clients see the
-//! same files at loopback speed, and the measurements alternate between them.
+//! in-process HTTP server serves it from memory on `127.0.0.1:0`, so every client sees the
+//! same files at loopback speed, and the order of the tools changes every round.
 //!
 //! A benchmark is not a test: it prints figures, and `docs/benchmarks.md` records them
 //! with the command that reproduces them.
@@ -72,6 +73,10 @@ pub struct SyncBenchArgs {
     /// The APT configuration folder whose sources are copied.
     #[arg(long, default_value = "/etc/apt")]
     apt_etc: PathBuf,
+    /// Leave out the second peer, aptly (`aptly mirror create` + `update` of the same
+    /// suites). Without this flag it is measured when `aptly` is installed.
+    #[arg(long)]
+    no_aptly: bool,
     #[arg(long)]
     json: bool,
 }
@@ -675,7 +680,7 @@ struct Counters {
     not_found: AtomicU64,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize)]
 struct Traffic {
     requests: u64,
     bytes: u64,
@@ -923,6 +928,11 @@ async fn run_apt(dir: &Path, config: &Path, expected_lists: usize) -> anyhow::Re
         fetched,
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// The second peer, aptly: a fresh root per round, one mirror per suite.
+
+mod aptly;
 
 // ---------------------------------------------------------------------------------------
 // koshin: a full sync into a fresh site, then a no-change delta sync.
@@ -1272,6 +1282,26 @@ struct Phase {
     delta_median_s: f64,
 }
 
+/// One peer tool beside koshin: its figures and what it fetched from the loopback server.
+#[derive(Serialize)]
+struct Peer {
+    tool: String,
+    version: String,
+    /// What the full figure runs.
+    full_command: String,
+    full: Figure,
+    full_traffic: Traffic,
+    /// The same tool again on its own result with nothing changed, when measured.
+    delta_command: Option<String>,
+    delta: Option<Figure>,
+    delta_traffic: Option<Traffic>,
+    /// koshin's full sync over this peer's full figure (medians).
+    koshin_full_ratio_median: f64,
+    /// koshin's no-change delta sync over this peer's no-change figure (medians).
+    koshin_delta_ratio_median: Option<f64>,
+    notes: String,
+}
+
 #[derive(Serialize)]
 struct Report {
     machine: Machine,
@@ -1279,7 +1309,13 @@ struct Report {
     loopback_sources: Vec<String>,
     runs: usize,
     warmup_rounds: usize,
+    /// The order of the tools in each round, from round 0 (warm-up rounds included).
+    round_orders: Vec<Vec<String>>,
     figures: Vec<Figure>,
+    /// The peers measured in the same rounds: `apt-get`, and `aptly` unless left out.
+    peers: Vec<Peer>,
+    /// Why a peer was not measured (`--no-aptly`, or aptly not installed).
+    peers_skipped: Vec<String>,
     diagnostics: Vec<Figure>,
     ratio_full_to_apt_median: f64,
     ratio_full_to_apt_min: f64,
@@ -1304,6 +1340,39 @@ impl Drop for WorkDir {
         }
     }
 }
+
+/// One tool's turn in a round of `bench sync`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Turn {
+    Apt,
+    Koshin,
+    Aptly,
+    /// koshin's steps alone, outside the sync manager: always last in a round.
+    KoshinParts,
+}
+
+impl Turn {
+    fn name(self) -> &'static str {
+        match self {
+            Turn::Apt => "apt-get",
+            Turn::Koshin => "koshin",
+            Turn::Aptly => "aptly",
+            Turn::KoshinParts => "koshin parts",
+        }
+    }
+}
+
+/// The order of the measured tools, round after round: every permutation once in six
+/// rounds, so each goes first, second and last equally often and each pair runs in both
+/// orders equally often. Leaving aptly out, apt and koshin alternate, apt first.
+const ORDERS: [[Turn; 3]; 6] = [
+    [Turn::Apt, Turn::Koshin, Turn::Aptly],
+    [Turn::Koshin, Turn::Apt, Turn::Aptly],
+    [Turn::Aptly, Turn::Apt, Turn::Koshin],
+    [Turn::Aptly, Turn::Koshin, Turn::Apt],
+    [Turn::Apt, Turn::Aptly, Turn::Koshin],
+    [Turn::Koshin, Turn::Aptly, Turn::Apt],
+];
 
 async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
     if args.runs == 0 {
@@ -1379,6 +1448,27 @@ async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&work.path)
         .with_context(|| format!("cannot create {}", work.path.display()))?;
 
+    // The second peer, when it can run.
+    let mut peers_skipped = Vec::new();
+    let aptly_version = if args.no_aptly {
+        peers_skipped.push("aptly: left out (--no-aptly)".to_string());
+        None
+    } else {
+        match aptly::version() {
+            Ok(v) => Some(v),
+            Err(why) => {
+                steps.note(format!("{why}: measuring koshin and apt-get only"));
+                peers_skipped.push(format!("aptly: {why}"));
+                None
+            }
+        }
+    };
+    let aptly_home = match aptly_version {
+        Some(_) => Some(aptly::prepare_home(&work.path)?),
+        None => None,
+    };
+    let aptly_mirrors = aptly::mirrors(&ups, &server.base);
+
     let rounds = args.warmup + args.runs;
     let mut apt_t = Vec::new();
     let mut read_catalog_t = Vec::new();
@@ -1398,7 +1488,15 @@ async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
     let mut diag_traffic = Traffic::default();
     let mut last: Option<KoshinRun> = None;
     let mut diag_counts = (0, 0);
-    steps.counting(rounds as u64 * 4);
+    let mut aptly_full_t = Vec::new();
+    let mut aptly_delta_t = Vec::new();
+    let mut aptly_create_t = Vec::new();
+    let mut aptly_parse_t = Vec::new();
+    let mut aptly_filter_t = Vec::new();
+    let mut aptly_last: Option<aptly::AptlyRun> = None;
+    let mut round_orders = Vec::new();
+    let per_round = if aptly_home.is_some() { 6 } else { 4 };
+    steps.counting(rounds as u64 * per_round);
     for round in 0..rounds {
         let timed = round >= args.warmup;
         let label = if timed {
@@ -1406,16 +1504,21 @@ async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!("warm-up {}/{}", round + 1, args.warmup)
         };
-        // Alternate who goes first, so neither always runs on a warmer machine.
-        let apt_first = round % 2 == 0;
-        for turn in 0..3 {
-            let what = match (turn, apt_first) {
-                (0, true) | (1, false) => 0,
-                (0, false) | (1, true) => 1,
-                _ => 2,
-            };
-            match what {
-                0 => {
+        // Change the order every round, so no tool always runs on a warmer machine.
+        let order: Vec<Turn> = ORDERS[round % ORDERS.len()]
+            .into_iter()
+            .filter(|t| *t != Turn::Aptly || aptly_home.is_some())
+            .chain([Turn::KoshinParts])
+            .collect();
+        round_orders.push(
+            order
+                .iter()
+                .map(|t| t.name().to_string())
+                .collect::<Vec<_>>(),
+        );
+        for turn in order {
+            match turn {
+                Turn::Apt => {
                     steps.step(format!("{label}: apt-get update"));
                     let dir = work.path.join(format!("apt-{round}"));
                     let config = prepare_apt(&dir, &sources_list)?;
@@ -1434,7 +1537,7 @@ async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
                     }
                     steps.bar.inc(1);
                 }
-                1 => {
+                Turn::Koshin => {
                     steps.step(format!("{label}: koshin full sync, then delta sync"));
                     let data = work.path.join(format!("site-{round}"));
                     let (r, full_tr, delta_tr) =
@@ -1465,7 +1568,30 @@ async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
                     }
                     steps.bar.inc(2);
                 }
-                _ => {
+                Turn::Aptly => {
+                    let Some(home) = &aptly_home else {
+                        continue;
+                    };
+                    steps.step(format!(
+                        "{label}: aptly mirror create + update, then update again"
+                    ));
+                    let dir = work.path.join(format!("aptly-{round}"));
+                    let r = aptly::run_aptly(&dir, home, &aptly_mirrors, &server.served.counters)
+                        .await?;
+                    if timed {
+                        aptly_full_t.push(r.full);
+                        aptly_delta_t.push(r.delta);
+                        aptly_create_t.push(r.create);
+                        aptly_parse_t.push(r.until_filter);
+                        aptly_filter_t.push(r.filter);
+                    }
+                    aptly_last = Some(r);
+                    if !args.keep {
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
+                    steps.bar.inc(2);
+                }
+                Turn::KoshinParts => {
                     steps.step(format!("{label}: koshin_apt fetch and catalog steps alone"));
                     let before = server.traffic();
                     let d = run_diagnostics(&lines).await?;
@@ -1486,7 +1612,7 @@ async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
     server.stop().await;
     let last = last.ok_or_else(|| anyhow!("no koshin run"))?;
 
-    let figures = vec![
+    let mut figures = vec![
         figure(
             PEER,
             &apt_t,
@@ -1516,7 +1642,7 @@ async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
             ),
         ),
     ];
-    let diagnostics = vec![
+    let mut diagnostics = vec![
         figure(
             APT_FETCHED,
             &apt_fetched_t,
@@ -1555,6 +1681,77 @@ async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
     ];
     let ratio_med = figures[1].median_s / figures[0].median_s;
     let ratio_min = figures[1].min_s / figures[0].min_s;
+    let mut peers = vec![Peer {
+        tool: "apt-get".into(),
+        version: machine.apt_version.clone(),
+        full_command: "apt-get update into a fresh lists folder".into(),
+        full: figures[0].clone(),
+        full_traffic: apt_traffic,
+        delta_command: None,
+        delta: None,
+        delta_traffic: None,
+        koshin_full_ratio_median: ratio_med,
+        koshin_delta_ratio_median: None,
+        notes: "isolated from the host's APT configuration".into(),
+    }];
+    if let (Some(version), Some(a)) = (&aptly_version, &aptly_last) {
+        let suites = aptly_mirrors.len();
+        let full = figure(
+            aptly::FULL,
+            &aptly_full_t,
+            format!(
+                "exit 0; {} packages parsed from {suites} suites, 0 stored or queued; {}",
+                a.packages,
+                a.full_traffic.describe()
+            ),
+        );
+        let delta = figure(
+            aptly::DELTA,
+            &aptly_delta_t,
+            format!(
+                "exit 0; every index fetched and parsed again; {}",
+                a.delta_traffic.describe()
+            ),
+        );
+        diagnostics.extend([
+            figure(
+                aptly::CREATE,
+                &aptly_create_t,
+                format!("{suites} commands: InRelease, gpgv"),
+            ),
+            figure(
+                aptly::UNTIL_FILTER,
+                &aptly_parse_t,
+                format!(
+                    "{suites} commands, to aptly's own line: InRelease, gpgv, indices fetched, decompressed, parsed"
+                ),
+            ),
+            figure(
+                aptly::FILTER,
+                &aptly_filter_t,
+                "the one step the bench adds to aptly's work".into(),
+            ),
+        ]);
+        peers.push(Peer {
+            tool: "aptly".into(),
+            version: version.clone(),
+            full_command: format!(
+                "aptly mirror create + aptly mirror update of {suites} mirrors into a fresh root"
+            ),
+            full_traffic: a.full_traffic,
+            delta_command: Some(format!("aptly mirror update of the {suites} mirrors again")),
+            delta_traffic: Some(a.delta_traffic),
+            koshin_full_ratio_median: figures[1].median_s / full.median_s,
+            koshin_delta_ratio_median: Some(figures[2].median_s / delta.median_s),
+            notes: format!(
+                "a lower bound: its filter ({}) matches no package, so aptly stores none in its database and downloads no .deb",
+                aptly::MATCH_NOTHING
+            ),
+            full: full.clone(),
+            delta: Some(delta.clone()),
+        });
+        figures.extend([full, delta]);
+    }
     let targets = vec![
         Target {
             target: format!(
@@ -1598,6 +1795,9 @@ async fn bench_sync(args: SyncBenchArgs) -> anyhow::Result<ExitCode> {
         loopback_sources: lines.clone(),
         runs: args.runs,
         warmup_rounds: args.warmup,
+        round_orders,
+        peers,
+        peers_skipped,
         ratio_full_to_apt_median: ratio_med,
         ratio_full_to_apt_min: ratio_min,
         items_full: last.full_report.items,
@@ -1623,8 +1823,14 @@ fn print_report(r: &Report) {
         "Machine: {} × {}, {:.1} GiB memory, {}, Linux {}",
         m.cpus, m.cpu_model, m.memory_gib, m.os, m.kernel
     );
+    let others: String = r
+        .peers
+        .iter()
+        .filter(|p| p.tool != "apt-get")
+        .map(|p| format!(", {} {}", p.tool, p.version))
+        .collect();
     println!(
-        "koshin {} ({} build), {}",
+        "koshin {} ({} build), {}{others}",
         m.koshin_version, m.koshin_build, m.apt_version
     );
     let load = |v: &[f64]| {
@@ -1646,10 +1852,19 @@ fn print_report(r: &Report) {
         r.mirror.bytes as f64 / 1e6,
         if r.mirror.reused { ", reused" } else { "" }
     );
+    let mut tools: Vec<&str> = vec!["koshin"];
+    tools.extend(r.peers.iter().map(|p| p.tool.as_str()));
+    let tools = match tools.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => tools.join(""),
+    };
     println!(
-        "Runs: {} timed after {} warm-up round(s), alternating apt-get and koshin",
-        r.runs, r.warmup_rounds
+        "Runs: {} timed after {} warm-up round(s); the order of {tools} changes every round",
+        r.runs, r.warmup_rounds,
     );
+    for s in &r.peers_skipped {
+        println!("Not measured: {s}");
+    }
     println!();
     let row = |f: &Figure| {
         vec![
@@ -1668,6 +1883,25 @@ fn print_report(r: &Report) {
         format!("{:.2}×", r.ratio_full_to_apt_median),
         "ratio of the mins, ratio of the medians".into(),
     ]);
+    let koshin_full = r.figures.iter().find(|f| f.command == FULL);
+    let koshin_delta = r.figures.iter().find(|f| f.command == DELTA);
+    for p in r.peers.iter().filter(|p| p.tool != "apt-get") {
+        let pairs = [
+            ("full", koshin_full, Some(&p.full)),
+            ("delta", koshin_delta, p.delta.as_ref()),
+        ];
+        for (what, k, peer) in pairs {
+            if let (Some(k), Some(peer)) = (k, peer) {
+                rows.push(vec![
+                    format!("koshin {what} / {} {what}", p.tool),
+                    String::new(),
+                    format!("{:.2}×", k.min_s / peer.min_s),
+                    format!("{:.2}×", k.median_s / peer.median_s),
+                    "ratio of the mins, ratio of the medians".into(),
+                ]);
+            }
+        }
+    }
     output::table(&["command", "runs", "min", "median", "notes"], &rows);
     println!();
     println!("Targets:");
@@ -1698,7 +1932,7 @@ fn print_report(r: &Report) {
     }
     println!();
     println!(
-        "Parts: apt-get's split at its \"Fetched\" line (same runs); koshin's steps run alone, outside the sync manager:"
+        "Parts: apt-get's split at its \"Fetched\" line and aptly's at its own lines (same runs); koshin's steps run alone, outside the sync manager:"
     );
     let rows: Vec<Vec<String>> = r.diagnostics.iter().map(row).collect();
     output::table(&["step", "runs", "min", "median", "notes"], &rows);
@@ -1728,6 +1962,36 @@ mod tests {
             by_hash_path("main/binary-amd64/Packages.xz", "ab"),
             "main/binary-amd64/by-hash/SHA256/ab"
         );
+    }
+
+    #[test]
+    fn rounds_change_the_order_evenly() {
+        let tools = [Turn::Apt, Turn::Koshin, Turn::Aptly];
+        for t in tools {
+            for place in 0..3 {
+                let n = ORDERS.iter().filter(|o| o[place] == t).count();
+                assert_eq!(n, 2, "{t:?} at place {place}");
+            }
+            for u in tools.iter().filter(|u| **u != t) {
+                let first =
+                    |o: &[Turn; 3]| o.iter().position(|x| x == &t) < o.iter().position(|x| x == u);
+                assert_eq!(
+                    ORDERS.iter().filter(|o| first(o)).count(),
+                    3,
+                    "{t:?} before {u:?}"
+                );
+            }
+        }
+        // Without aptly, apt and koshin alternate, apt first.
+        for (round, o) in ORDERS.iter().enumerate() {
+            let without: Vec<Turn> = o.iter().copied().filter(|t| *t != Turn::Aptly).collect();
+            let expected = if round % 2 == 0 {
+                [Turn::Apt, Turn::Koshin]
+            } else {
+                [Turn::Koshin, Turn::Apt]
+            };
+            assert_eq!(without, expected, "round {round}");
+        }
     }
 
     #[test]
