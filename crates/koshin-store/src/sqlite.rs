@@ -40,7 +40,10 @@ pub(crate) fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connectio
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn open_conn(path: &Path) -> Result<Connection> {
+/// A connection to the SQLite file at `path` with the site database's settings: WAL,
+/// `synchronous=FULL`, foreign keys, the page cache size. `koshin bench ingest` opens its
+/// raw-insert ceiling with the same settings, so the two figures compare like with like.
+pub fn open_conn(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
