@@ -199,6 +199,31 @@ pub(crate) fn scan_record(
 // ---------------------------------------------------------------------------------------
 // The measurements.
 
+/// CPU time this process has used so far (every thread): on a machine shared with other
+/// work, CPU time per message varies far less than wall time.
+pub(crate) fn process_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    if r != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// The wall time `f` measured, and the CPU time the process used meanwhile.
+fn with_cpu(f: impl FnOnce() -> anyhow::Result<Duration>) -> anyhow::Result<(Duration, Duration)> {
+    let cpu = process_cpu();
+    let wall = f()?;
+    Ok((wall, process_cpu().saturating_sub(cpu)))
+}
+
 /// One batch to ingest: who sends it, the batch, and each message's update key (for the raw
 /// steps, which have no catalog to look keys up in).
 struct Job {
@@ -453,18 +478,26 @@ struct Figure {
     what: String,
     batches: usize,
     messages: u64,
-    /// Median of the runs.
+    /// Median wall time of the runs.
     seconds: f64,
     messages_per_second: f64,
+    /// Median CPU time of the process (every thread) per message, in microseconds.
+    cpu_us_per_message: f64,
     /// Against the raw ceiling of the same kind of batch.
     of_ceiling: Option<f64>,
     samples: Vec<f64>,
 }
 
-fn figure(what: String, batches: usize, messages: u64, samples: &[Duration]) -> Figure {
-    let mut s: Vec<f64> = samples.iter().map(Duration::as_secs_f64).collect();
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn figure(what: String, batches: usize, messages: u64, samples: &[(Duration, Duration)]) -> Figure {
+    let mut s: Vec<f64> = samples.iter().map(|(w, _)| w.as_secs_f64()).collect();
     s.sort_by(f64::total_cmp);
-    let seconds = s.get(s.len() / 2).copied().unwrap_or(0.0);
+    let seconds = median(s.clone());
+    let cpu = median(samples.iter().map(|(_, c)| c.as_secs_f64()).collect());
     Figure {
         what,
         batches,
@@ -472,6 +505,11 @@ fn figure(what: String, batches: usize, messages: u64, samples: &[Duration]) -> 
         seconds,
         messages_per_second: if seconds > 0.0 {
             messages as f64 / seconds
+        } else {
+            0.0
+        },
+        cpu_us_per_message: if messages > 0 {
+            cpu * 1e6 / messages as f64
         } else {
             0.0
         },
@@ -582,8 +620,9 @@ pub async fn run(a: IngestBenchArgs) -> anyhow::Result<std::process::ExitCode> {
             a.callers
         ),
     ];
-    let mut koshin_t: Vec<Vec<Duration>> = vec![Vec::new(); labels.len()];
-    let mut rung_t: Vec<[Vec<Duration>; 2]> = vec![[Vec::new(), Vec::new()]; Rung::ALL.len()];
+    let mut koshin_t: Vec<Vec<(Duration, Duration)>> = vec![Vec::new(); labels.len()];
+    let mut rung_t: Vec<[Vec<(Duration, Duration)>; 2]> =
+        vec![[Vec::new(), Vec::new()]; Rung::ALL.len()];
     let mut floor_t = Vec::new();
     let mut messages_per_measurement = 0u64;
     steps.counting((rounds * (labels.len() + Rung::ALL.len() * 2 + 1)) as u64);
@@ -623,9 +662,13 @@ pub async fn run(a: IngestBenchArgs) -> anyhow::Result<std::process::ExitCode> {
             steps.step(format!("round {}/{rounds}: {}", round + 1, rung.label()));
             let path = work.path.join(format!("raw-{k}.db"));
             let mut conn = tokio::task::block_in_place(|| raw_database(&path, rung, &db))?;
-            let t1 = tokio::task::block_in_place(|| through_raw(&mut conn, rung, &first_a))?;
+            let t1 = tokio::task::block_in_place(|| {
+                with_cpu(|| through_raw(&mut conn, rung, &first_a))
+            })?;
             steps.inc();
-            let t2 = tokio::task::block_in_place(|| through_raw(&mut conn, rung, &again_a))?;
+            let t2 = tokio::task::block_in_place(|| {
+                with_cpu(|| through_raw(&mut conn, rung, &again_a))
+            })?;
             steps.inc();
             drop(conn);
             if !a.keep {
@@ -639,7 +682,7 @@ pub async fn run(a: IngestBenchArgs) -> anyhow::Result<std::process::ExitCode> {
         steps.step(format!("round {}/{rounds}: commit floor", round + 1));
         let floor_path = work.path.join("floor.db");
         floor_t.push(tokio::task::block_in_place(|| {
-            commit_floor(&floor_path, a.batches)
+            with_cpu(|| commit_floor(&floor_path, a.batches))
         })?);
         steps.inc();
 
@@ -653,7 +696,8 @@ pub async fn run(a: IngestBenchArgs) -> anyhow::Result<std::process::ExitCode> {
         .enumerate()
         {
             steps.step(format!("round {}/{rounds}: {}", round + 1, labels[i]));
-            let t = tokio::task::block_in_place(|| through_store(&store, jobs, callers))?;
+            let t =
+                tokio::task::block_in_place(|| with_cpu(|| through_store(&store, jobs, callers)))?;
             koshin_t[i].push(t);
             steps.inc();
         }
@@ -747,11 +791,18 @@ pub async fn run(a: IngestBenchArgs) -> anyhow::Result<std::process::ExitCode> {
                     f.of_ceiling
                         .map(|c| format!("{:.0}%", c * 100.0))
                         .unwrap_or_default(),
+                    format!("{:.2}", f.cpu_us_per_message),
                 ]
             })
             .collect();
         crate::output::table(
-            &["MEASUREMENT", "SECONDS", "MESSAGES/S", "OF CEILING"],
+            &[
+                "MEASUREMENT",
+                "SECONDS",
+                "MESSAGES/S",
+                "OF CEILING",
+                "CPU US/MESSAGE",
+            ],
             &rows,
         );
         println!(

@@ -568,15 +568,13 @@ async fn report(s: &Shared, c: &mut SimClient) {
             c.set_required(i, r);
         }
         // Now and then the answer is "lost" and the agent sends the batch again.
-        if ((mix(c.n ^ (u64::from(c.reports) << 32) ^ k as u64) % 1_000_000) as f64)
-            < s.resend * 1e6
-        {
-            if let Some(again) = send_batch(s, &c.credential, &batch).await {
-                if again.duplicate && again.stored == 0 {
-                    s.metrics.resent.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    s.metrics.resent_stored.fetch_add(1, Ordering::Relaxed);
-                }
+        let lost = ((mix(c.n ^ (u64::from(c.reports) << 32) ^ k as u64) % 1_000_000) as f64)
+            < s.resend * 1e6;
+        if lost && let Some(again) = send_batch(s, &c.credential, &batch).await {
+            if again.duplicate && again.stored == 0 {
+                s.metrics.resent.fetch_add(1, Ordering::Relaxed);
+            } else {
+                s.metrics.resent_stored.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -857,7 +857,7 @@ pub(crate) async fn loopback_sources(
     };
     let mut ups = upstreams(Path::new("/etc/apt"), steps)?;
     if !suites.is_empty() {
-        ups.retain(|u| suites.iter().any(|s| *s == u.source.suite));
+        ups.retain(|u| suites.contains(&u.source.suite));
         if ups.is_empty() {
             bail!(
                 "none of this machine's APT suites is named {}",
