@@ -12,6 +12,7 @@ pub mod deployments;
 pub mod export;
 pub mod global;
 pub mod hierarchy;
+mod ingest;
 pub mod inventory;
 pub mod inventory_classes;
 pub mod membership;

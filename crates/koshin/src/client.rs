@@ -76,6 +76,11 @@ impl Api {
         })
     }
 
+    /// The administrator token requests carry, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// The site's base URL.
     pub fn base(&self) -> &str {
         &self.base

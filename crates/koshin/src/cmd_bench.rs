@@ -50,6 +50,14 @@ pub enum BenchCommand {
     /// The summary reports of a generated estate (default 150,000 clients x the full
     /// catalog of this machine's APT sources), beside an aggregate over every state row.
     Reports(crate::bench_reports::ReportsBenchArgs),
+    /// State-message ingestion through the store beside the raw insert ceiling of the same
+    /// database on the same disk, with the ladder of steps between them.
+    Ingest(crate::bench_ingest::IngestBenchArgs),
+    /// A load generator speaking the agent's wire format to a site (its own, run as a
+    /// separate process, or `--site URL`): enrollment, state messages at a rate or in a
+    /// burst, inventory; report latency, server memory and disk over time; every
+    /// acknowledged message checked in the database at the end.
+    Load(crate::bench_load::LoadBenchArgs),
 }
 
 #[derive(Args)]
@@ -81,11 +89,13 @@ pub struct SyncBenchArgs {
     json: bool,
 }
 
-pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: BenchCommand, target: crate::bench_load::Target) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Sync(args) => bench_sync(args).await,
         BenchCommand::Scan(args) => crate::bench_scan::run(args).await,
         BenchCommand::Reports(args) => crate::bench_reports::run(args).await,
+        BenchCommand::Ingest(args) => crate::bench_ingest::run(args).await,
+        BenchCommand::Load(args) => crate::bench_load::run(args, target).await,
     }
 }
 
@@ -114,12 +124,12 @@ const FIRST_ISSUE_DELTA_S: f64 = 0.5;
 // ---------------------------------------------------------------------------------------
 // Progress on stderr: a bar on a terminal, one line per step otherwise.
 
-struct Steps {
+pub(crate) struct Steps {
     bar: indicatif::ProgressBar,
 }
 
 impl Steps {
-    fn new() -> Steps {
+    pub(crate) fn new() -> Steps {
         let bar = if std::io::stderr().is_terminal() {
             indicatif::ProgressBar::new(0)
         } else {
@@ -128,7 +138,7 @@ impl Steps {
         Steps { bar }
     }
 
-    fn counting(&self, len: u64) {
+    pub(crate) fn counting(&self, len: u64) {
         self.bar.reset();
         self.bar.set_length(len);
         self.bar.set_style(
@@ -154,8 +164,12 @@ impl Steps {
         self.bar.enable_steady_tick(Duration::from_millis(120));
     }
 
+    pub(crate) fn inc(&self) {
+        self.bar.inc(1);
+    }
+
     /// The current step: the bar's message, or a line when there is no bar.
-    fn step(&self, msg: impl Into<String>) {
+    pub(crate) fn step(&self, msg: impl Into<String>) {
         let msg = msg.into();
         if self.bar.is_hidden() {
             eprintln!("bench: {msg}");
@@ -165,7 +179,7 @@ impl Steps {
     }
 
     /// A line that stays.
-    fn note(&self, msg: impl AsRef<str>) {
+    pub(crate) fn note(&self, msg: impl AsRef<str>) {
         if self.bar.is_hidden() {
             eprintln!("bench: {}", msg.as_ref());
         } else {
@@ -173,7 +187,7 @@ impl Steps {
         }
     }
 
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         self.bar.finish_and_clear();
     }
 }
@@ -182,22 +196,22 @@ impl Steps {
 // The machine.
 
 #[derive(Clone, Debug, Serialize)]
-struct Machine {
-    cpus: usize,
-    cpu_model: String,
-    memory_gib: f64,
-    kernel: String,
-    os: String,
-    koshin_version: String,
-    koshin_build: String,
-    apt_version: String,
+pub(crate) struct Machine {
+    pub(crate) cpus: usize,
+    pub(crate) cpu_model: String,
+    pub(crate) memory_gib: f64,
+    pub(crate) kernel: String,
+    pub(crate) os: String,
+    pub(crate) koshin_version: String,
+    pub(crate) koshin_build: String,
+    pub(crate) apt_version: String,
     /// `/proc/loadavg` (1, 5, 15 minutes) before and after the measurements: other work on
     /// the machine makes figures noisy.
-    load_before: Vec<f64>,
-    load_after: Vec<f64>,
+    pub(crate) load_before: Vec<f64>,
+    pub(crate) load_after: Vec<f64>,
 }
 
-fn load_average() -> Vec<f64> {
+pub(crate) fn load_average() -> Vec<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -206,7 +220,7 @@ fn load_average() -> Vec<f64> {
         .collect()
 }
 
-fn machine() -> Machine {
+pub(crate) fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
@@ -774,7 +788,7 @@ async fn serve_file(State(s): State<Arc<Served>>, method: Method, uri: Uri) -> R
     }
 }
 
-struct Loopback {
+pub(crate) struct Loopback {
     base: String,
     served: Arc<Served>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -821,12 +835,68 @@ impl Loopback {
         self.served.counters.snapshot()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
     }
+}
+
+/// The loopback copy of this machine's APT sources (built on first use, as `bench sync`
+/// builds it), served on `127.0.0.1:0`, and the APT lines of its suites — only those whose
+/// suite name is in `suites`, when it is not empty. The copy is served while the returned
+/// [`Loopback`] lives, so a site synced from it can sync again.
+pub(crate) async fn loopback_sources(
+    mirror: Option<PathBuf>,
+    suites: &[String],
+    steps: &Steps,
+) -> anyhow::Result<(Loopback, Vec<String>)> {
+    let mirror = match mirror {
+        Some(m) => m,
+        None => {
+            let home = std::env::var_os("HOME")
+                .ok_or_else(|| anyhow!("HOME is not set: give the mirror folder with --mirror"))?;
+            PathBuf::from(home).join(".cache/koshin-bench/mirror")
+        }
+    };
+    let mut ups = upstreams(Path::new("/etc/apt"), steps)?;
+    if !suites.is_empty() {
+        ups.retain(|u| suites.contains(&u.source.suite));
+        if ups.is_empty() {
+            bail!(
+                "none of this machine's APT suites is named {}",
+                suites.join(", ")
+            );
+        }
+    }
+    ensure_mirror(&mirror, &ups, false, steps).await?;
+    let server = Loopback::start(&mirror).await?;
+    let lines = ups.iter().map(|u| u.loopback_line(&server.base)).collect();
+    Ok((server, lines))
+}
+
+/// A new site (code `code`) in `data`, fully synced from `lines` (see [`loopback_sources`]);
+/// the sync's items and content version.
+pub(crate) async fn synced_from(
+    data: &Path,
+    code: &str,
+    lines: &[String],
+) -> anyhow::Result<(Arc<Site>, SyncReport)> {
+    init_site(&InitOptions {
+        code: code.into(),
+        data: data.to_path_buf(),
+        upstreams: lines.to_vec(),
+        listen: Some("127.0.0.1:0".into()),
+        parent: None,
+        secondary: false,
+    })?;
+    let site = Site::open(data)?;
+    let report = SyncManager::new(site.clone())
+        .run_once(SyncTrigger::FullRequest, SyncKind::Full)
+        .await
+        .map_err(|f| anyhow!("the full sync failed: {} ({})", f.reason, f.source))?;
+    Ok((site, report))
 }
 
 // ---------------------------------------------------------------------------------------

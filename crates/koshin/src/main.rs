@@ -2,6 +2,8 @@
 //! act on a data folder; every other command talks to a site over its HTTP API
 //! (`--site`, `--token`), exactly as outside scripts do.
 
+mod bench_ingest;
+mod bench_load;
 mod bench_reports;
 mod bench_scan;
 mod client;
@@ -239,7 +241,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let site_given = matches!(
+        matches.value_source("site"),
+        Some(clap::parser::ValueSource::CommandLine)
+    );
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if !serves(&cli.command) {
         koshin_agent::restore_sigpipe();
     }
@@ -253,7 +263,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    match rt.block_on(run(cli, site_given)) {
         Ok(code) => code,
         Err(e) => {
             let mut msg = e.to_string();
@@ -267,7 +277,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, site_given: bool) -> anyhow::Result<ExitCode> {
     let api = || client::Api::with_ca(&cli.site, cli.token.clone(), cli.ca_cert.as_deref());
     match cli.command {
         Command::Up { data, listen } => cmd_site::up(&data, listen).await,
@@ -342,6 +352,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit { since, limit, json } => {
             cmd_trust::audit(&api()?, since, limit, json).await
         }
-        Command::Bench { command } => cmd_bench::run(command).await,
+        Command::Bench { command } => {
+            // Only a site named on the command line is loaded: never one that an
+            // environment variable or the default happens to name.
+            let target = bench_load::Target {
+                site: site_given.then(|| cli.site.clone()),
+                token: cli.token.clone(),
+                ca_cert: cli.ca_cert.clone(),
+            };
+            cmd_bench::run(command, target).await
+        }
     }
 }
