@@ -1249,12 +1249,24 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
             });
         }
         drop(tx);
+        // Without a terminal there is no bar: a line every 10 seconds instead.
+        let terminal = std::io::stderr().is_terminal();
+        let mut said = Instant::now();
         while let Some(r) = rx.recv().await {
             let (c, e, p) = r?;
             enroll_lat.push(e);
             setup_lat.push(p);
             clients.push(c);
             steps.inc();
+            if !terminal && said.elapsed() >= Duration::from_secs(10) {
+                said = Instant::now();
+                eprintln!(
+                    "bench: {} of {} clients enrolled ({:.0}/s)",
+                    clients.len(),
+                    a.clients,
+                    clients.len() as f64 / enroll_started.elapsed().as_secs_f64()
+                );
+            }
         }
         if clients.len() as u64 != a.clients {
             bail!("only {} of {} clients enrolled", clients.len(), a.clients);
