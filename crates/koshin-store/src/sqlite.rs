@@ -127,6 +127,11 @@ impl SqliteStore {
         let mut writer = open_conn(path)?;
         migrate(&mut writer)?;
         writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
+        // Every write transaction takes the write lock when it begins, where SQLite waits
+        // for it (busy timeout). A deferred one that has read first gets "database is
+        // locked" at once if another connection holds the lock for a moment then — as a
+        // reader or the checkpointer does while it re-reads a WAL header being rewritten.
+        writer.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         let readers = (0..3)
             .map(|_| open_conn(path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
