@@ -436,6 +436,56 @@ struct Shared {
     resend: f64,
     metrics: Metrics,
     stop: AtomicBool,
+    /// Clients whose first scan the site acknowledged: `updates-for-computer` is probed on
+    /// those (a client that never scanned has every update Unknown, a catalog-sized answer).
+    reported: Vec<AtomicBool>,
+    names: Vec<String>,
+}
+
+impl Shared {
+    /// A client that has reported, picked by `seed`; `None` while none has.
+    fn reported_name(&self, seed: u64) -> Option<&str> {
+        let n = self.names.len() as u64;
+        (0..64)
+            .map(|k| (mix(seed ^ (k << 48)) % n) as usize)
+            .find(|&i| self.reported[i].load(Ordering::Relaxed))
+            .map(|i| self.names[i].as_str())
+    }
+}
+
+/// `updates-with-counts`, then `updates-for-computer` of a client that has reported, one
+/// after the other as a console asks: each timed until its whole answer has arrived.
+async fn probe(s: &Shared, seed: u64) {
+    let t = Instant::now();
+    let r = s
+        .http
+        .get(format!("{}/api/v1/reports/updates-with-counts", s.url))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status);
+    if let Ok(resp) = r
+        && resp.bytes().await.is_ok()
+    {
+        s.metrics.probe(true, t.elapsed());
+    }
+    let Some(name) = s.reported_name(seed) else {
+        return;
+    };
+    let t = Instant::now();
+    let r = s
+        .http
+        .get(format!("{}/api/v1/reports/updates-for-computer", s.url))
+        .query(&[("computer", name)])
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status);
+    if let Ok(resp) = r
+        && resp.bytes().await.is_ok()
+    {
+        s.metrics.probe(false, t.elapsed());
+    }
 }
 
 /// A POST with a bearer token; the JSON answer, or why not (transient: worth retrying).
@@ -580,6 +630,9 @@ async fn report(s: &Shared, c: &mut SimClient) {
     }
     c.reports += 1;
     s.metrics.reports.fetch_add(1, Ordering::Relaxed);
+    if let Some(flag) = s.reported.get(c.n as usize) {
+        flag.store(true, Ordering::Relaxed);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -965,6 +1018,7 @@ struct Summary {
     enroll: Percentiles,
     policy_and_inventory: Percentiles,
     inventory_packages: usize,
+    /// The same reports after the load, with nothing else going on, at the size it left.
     idle_updates_with_counts: Percentiles,
     idle_updates_for_computer: Percentiles,
     send_seconds: f64,
@@ -1195,12 +1249,24 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
             });
         }
         drop(tx);
+        // Without a terminal there is no bar: a line every 10 seconds instead.
+        let terminal = std::io::stderr().is_terminal();
+        let mut said = Instant::now();
         while let Some(r) = rx.recv().await {
             let (c, e, p) = r?;
             enroll_lat.push(e);
             setup_lat.push(p);
             clients.push(c);
             steps.inc();
+            if !terminal && said.elapsed() >= Duration::from_secs(10) {
+                said = Instant::now();
+                eprintln!(
+                    "bench: {} of {} clients enrolled ({:.0}/s)",
+                    clients.len(),
+                    a.clients,
+                    clients.len() as f64 / enroll_started.elapsed().as_secs_f64()
+                );
+            }
         }
         if clients.len() as u64 != a.clients {
             bail!("only {} of {} clients enrolled", clients.len(), a.clients);
@@ -1233,59 +1299,9 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
         resend: a.resend,
         metrics: Metrics::default(),
         stop: AtomicBool::new(false),
+        reported: clients.iter().map(|_| AtomicBool::new(false)).collect(),
+        names: clients.iter().map(|c| c.name.clone()).collect(),
     });
-    let names: Vec<String> = clients.iter().map(|c| c.name.clone()).collect();
-
-    // Report latency with nothing else going on, for comparison.
-    steps.step("report latency, idle");
-    let probe = |s: Arc<Shared>, name: String| async move {
-        let t = Instant::now();
-        let r = s
-            .http
-            .get(format!("{}/api/v1/reports/updates-with-counts", s.url))
-            .bearer_auth(&s.admin)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
-        if let Ok(resp) = r
-            && resp.bytes().await.is_ok()
-        {
-            s.metrics.probe(true, t.elapsed());
-        }
-        let t = Instant::now();
-        let r = s
-            .http
-            .get(format!("{}/api/v1/reports/updates-for-computer", s.url))
-            .query(&[("computer", name.as_str())])
-            .bearer_auth(&s.admin)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
-        if let Ok(resp) = r
-            && resp.bytes().await.is_ok()
-        {
-            s.metrics.probe(false, t.elapsed());
-        }
-    };
-    for i in 0..5 {
-        probe(
-            shared.clone(),
-            names[(mix(i) % names.len() as u64) as usize].clone(),
-        )
-        .await;
-    }
-    let (idle_counts, idle_computer) = {
-        let mut all = shared.metrics.all.lock().unwrap_or_else(|p| p.into_inner());
-        let r = (all.counts.percentiles(), all.computer.percentiles());
-        *all = IntervalLatencies::default();
-        *shared
-            .metrics
-            .interval
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = IntervalLatencies::default();
-        r
-    };
-
     // The schedule.
     let n_clients = clients.len() as u64;
     let first_scan = applicable;
@@ -1389,18 +1405,14 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
 
     // The probes.
     let probes = {
-        let (s, names) = (shared.clone(), names.clone());
+        let s = shared.clone();
         let every = Duration::from_secs_f64(a.probe_interval);
         tokio::spawn(async move {
             let mut i = 0u64;
             while !s.stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(every).await;
                 i += 1;
-                probe(
-                    s.clone(),
-                    names[(mix(i ^ 0x9e37) % names.len() as u64) as usize].clone(),
-                )
-                .await;
+                probe(&s, i ^ 0x9e37).await;
             }
         })
     };
@@ -1521,6 +1533,13 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
     };
     let mem_end = pid.and_then(memory).unwrap_or_default();
     let all = std::mem::take(&mut *shared.metrics.all.lock().unwrap_or_else(|p| p.into_inner()));
+    // The same reports with nothing else going on, at the size the load left.
+    steps.step("report latency, idle");
+    for i in 0..5 {
+        probe(&shared, i ^ 0x1d1e).await;
+    }
+    let idle = std::mem::take(&mut *shared.metrics.all.lock().unwrap_or_else(|p| p.into_inner()));
+    let (idle_counts, idle_computer) = (idle.counts.percentiles(), idle.computer.percentiles());
     steps.done();
 
     // Correctness: every acknowledged message is in the database.
@@ -1729,7 +1748,7 @@ fn print_summary(s: &Summary) {
         vec![
             "updates-with-counts".into(),
             format!(
-                "under load {}; idle {}",
+                "under load {}; idle afterwards {}",
                 p(&s.updates_with_counts),
                 p(&s.idle_updates_with_counts)
             ),
@@ -1737,7 +1756,7 @@ fn print_summary(s: &Summary) {
         vec![
             "updates-for-computer".into(),
             format!(
-                "under load {}; idle {}",
+                "under load {}; idle afterwards {}",
                 p(&s.updates_for_computer),
                 p(&s.idle_updates_for_computer)
             ),
