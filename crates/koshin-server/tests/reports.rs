@@ -97,10 +97,10 @@ fn estate() -> Estate {
     db.execute_batch(&format!(
         "INSERT OR IGNORE INTO update_sources(id, content_version) VALUES ('src', 1);
          INSERT OR IGNORE INTO content_versions(version, token, created_ms) VALUES (1, 't1', 0);
-         INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, source, version, released_ms, revised_ms, first_synced_ms, content_version, added_cv)
-         VALUES ('{U1}', 1, 'h', 'Debian 12', 'Security Updates', 'one', '', 'Debian', 'a1', 's', '1', 0, 0, 0, 1, 1),
-                ('{U2}', 1, 'h', 'Debian 12', 'Updates', 'two', '', 'Debian', 'a2', 's', '1', 0, 0, 0, 1, 1),
-                ('{U3}', 1, 'h', 'Debian 12', 'Updates', 'three', '', 'Debian', 'a3', 's', '1', 0, 0, 0, 1, 1);
+         INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, source, version, released_ms, revised_ms, first_synced_ms, content_version, added_cv, ukey)
+         VALUES ('{U1}', 1, 'h', 'Debian 12', 'Security Updates', 'one', '', 'Debian', 'a1', 's', '1', 0, 0, 0, 1, 1, 1),
+                ('{U2}', 1, 'h', 'Debian 12', 'Updates', 'two', '', 'Debian', 'a2', 's', '1', 0, 0, 0, 1, 1, 2),
+                ('{U3}', 1, 'h', 'Debian 12', 'Updates', 'three', '', 'Debian', 'a3', 's', '1', 0, 0, 0, 1, 1, 3);
          INSERT INTO update_binaries(update_id, name, architecture, version, filename, size, sha256)
          SELECT id, 'pkg-' || title, 'amd64', '1', 'pool/main/pkg-' || title || '_1_amd64.deb', 1, printf('%064d', revision)
          FROM updates;"

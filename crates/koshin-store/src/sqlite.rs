@@ -319,10 +319,20 @@ pub(crate) fn apply_rows(
         }
     };
     {
+        // A new update's integer key (state rows and counters refer to it) follows the
+        // largest one given; `added_cv` is the catalog version that first holds it.
+        let mut ukey: i64 = if plan.inserts.is_empty() {
+            0
+        } else {
+            tx.query_row("SELECT COALESCE(MAX(ukey), 0) FROM updates", [], |r| {
+                r.get(0)
+            })?
+        };
         let mut ins = tx.prepare_cached(
-                "INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, bulletin_id, severity, source, version, supersedence_group, released_ms, revised_ms, first_synced_ms, expired, local_json, content_version) VALUES (?1,1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?15,0,?16,?17)",
+                "INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, bulletin_id, severity, source, version, supersedence_group, released_ms, revised_ms, first_synced_ms, expired, local_json, content_version, ukey, added_cv) VALUES (?1,1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?15,0,?16,?17,?18,?17)",
             )?;
         for c in &plan.inserts {
+            ukey += 1;
             ins.execute(params![
                 c.id.to_string(),
                 c.metadata_hash(),
@@ -340,7 +350,8 @@ pub(crate) fn apply_rows(
                 c.released * 1000,
                 now,
                 local_json(c)?,
-                new_cv
+                new_cv,
+                ukey
             ])?;
             insert_binaries(tx, c)?;
             tick(&mut done);

@@ -27,9 +27,9 @@ fn site() -> (tempfile::TempDir, Arc<SqliteStore>) {
     .expect("seed");
     for i in 0..UPDATES {
         conn.execute(
-            "INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, source, version, released_ms, revised_ms, first_synced_ms, content_version, added_cv)
-             VALUES (?1, 1, 'h', 'Debian 12', 'Updates', ?2, '', 'Debian', ?2, 's', '1', 0, 0, 0, 1, 1)",
-            rusqlite::params![update_id(i), format!("u{i}")],
+            "INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, source, version, released_ms, revised_ms, first_synced_ms, content_version, added_cv, ukey)
+             VALUES (?1, 1, 'h', 'Debian 12', 'Updates', ?2, '', 'Debian', ?2, 's', '1', 0, 0, 0, 1, 1, ?3)",
+            rusqlite::params![update_id(i), format!("u{i}"), i as i64 + 1],
         )
         .expect("update");
     }
@@ -205,8 +205,8 @@ fn an_update_unknown_at_first_is_stored_once_the_catalog_has_it() {
     Connection::open(&path)
         .expect("open raw")
         .execute(
-            "INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, source, version, released_ms, revised_ms, first_synced_ms, content_version, added_cv)
-             VALUES (?1, 1, 'h', 'Debian 12', 'Updates', 'late', '', 'Debian', 'late', 's', '1', 0, 0, 0, 1, 1)",
+            "INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, source, version, released_ms, revised_ms, first_synced_ms, content_version, added_cv, ukey)
+             VALUES (?1, 1, 'h', 'Debian 12', 'Updates', 'late', '', 'Debian', 'late', 's', '1', 0, 0, 0, 1, 1, (SELECT MAX(ukey) + 1 FROM updates))",
             [late],
         )
         .expect("the update arrives");

@@ -33,9 +33,9 @@ fn site() -> (tempfile::TempDir, SqliteStore) {
     conn.execute_batch(&format!(
         "INSERT INTO update_sources(id, content_version) VALUES ('src', 1);
          INSERT INTO content_versions(version, token, created_ms) VALUES (1, 't1', 0);
-         INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, source, version, released_ms, revised_ms, first_synced_ms, content_version, added_cv)
-         VALUES ('{U1}', 1, 'h', 'Debian 12', 'Updates', 'one', '', 'Debian', 'a1', 's', '1', 0, 0, 0, 1, 1),
-                ('{U2}', 1, 'h', 'Debian 12', 'Security Updates', 'two', '', 'Debian', 'a2', 's', '1', 0, 0, 0, 1, 1);
+         INSERT INTO updates(id, revision, metadata_hash, product, classification, title, description, vendor, article_id, source, version, released_ms, revised_ms, first_synced_ms, content_version, added_cv, ukey)
+         VALUES ('{U1}', 1, 'h', 'Debian 12', 'Updates', 'one', '', 'Debian', 'a1', 's', '1', 0, 0, 0, 1, 1, 1),
+                ('{U2}', 1, 'h', 'Debian 12', 'Security Updates', 'two', '', 'Debian', 'a2', 's', '1', 0, 0, 0, 1, 1, 2);
          INSERT INTO clients(id, client_id, name, os, os_release, architecture, site, agent_version, credential_sha256, enrolled_ms, scanned_cv)
          VALUES (1, 'c1', 'web-1', 'Debian', '12', 'amd64', 'CS1', 'x', 'k1', 0, 1),
                 (2, 'c2', 'web-2', 'Debian', '12', 'amd64', 'CS1', 'x', 'k2', 0, 1),
