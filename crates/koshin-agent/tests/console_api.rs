@@ -125,9 +125,50 @@ async fn lists_and_reports_page_on_the_site() {
         .await;
     assert_eq!(r["total"], 2, "{r:#}");
     assert_eq!(r["rows"][0]["computer"], "pc-a");
+    // A page without its count: the rows in name order, no total while more follow; the
+    // last page knows it, as the statement ended within it.
+    let r = site
+        .admin_get(&format!(
+            "/api/v1/reports/computers-in-state-for-update?update={id}&state=required&limit=1&count=0"
+        ))
+        .await;
+    assert!(r.get("total").is_none(), "{r:#}");
+    assert_eq!(r["rows"].as_array().map(Vec::len), Some(1), "{r:#}");
+    assert_eq!(r["rows"][0]["computer"], "pc-a");
+    let r = site
+        .admin_get(&format!(
+            "/api/v1/reports/computers-in-state-for-update?update={id}&state=required&limit=1&offset=1&count=0"
+        ))
+        .await;
+    assert_eq!(r["rows"][0]["computer"], "pc-c", "{r:#}");
+    assert_eq!(r["total"], 2, "{r:#}");
+    let r = site
+        .admin_get(&format!(
+            "/api/v1/reports/computers-in-state-for-update?update={id}&state=installed&limit=5"
+        ))
+        .await;
+    assert_eq!(r["total"], 1, "{r:#}");
+    assert_eq!(r["rows"][0]["computer"], "pc-b");
     let (_, total, u) = get_with_total(&site, &format!("/api/v1/updates/{id}?limit=1"), &t).await;
     assert_eq!(total, Some(2));
     assert_eq!(u["required_by"].as_array().expect("required_by").len(), 1);
+    assert_eq!(u["required_by"][0]["name"], "pc-a");
+    let (_, total, u) =
+        get_with_total(&site, &format!("/api/v1/updates/{id}?limit=5&offset=1"), &t).await;
+    assert_eq!(total, Some(2));
+    assert_eq!(u["required_by"][0]["name"], "pc-c", "{u:#}");
+    assert_eq!(u["required_by"].as_array().expect("required_by").len(), 1);
+
+    // A collection's members, one page at a time, counted in full.
+    let (_, total, c) = get_with_total(
+        &site,
+        "/api/v1/collections/All%20Systems?limit=1&offset=1",
+        &t,
+    )
+    .await;
+    assert_eq!(total, Some(3));
+    assert_eq!(c["member_list"][0]["name"], "pc-b", "{c:#}");
+    assert_eq!(c["member_list"].as_array().expect("members").len(), 1);
 
     // The dashboard's report: pairs per product and classification add up to the clients.
     let by = site

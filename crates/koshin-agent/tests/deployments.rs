@@ -174,6 +174,14 @@ async fn a_deployment_installs_v2_in_its_window_and_rolls_back_to_v1() {
     assert_eq!(version(&root, "hello").unwrap().1, "2.10-3");
     let d = get(&site, "/api/v1/deployments/nov-patch").await;
     assert_eq!(client_state(&d, "pc-deploy"), "waiting_for_window", "{d:#}");
+    // A page past the clients: none listed, the summary still counts them all.
+    let past = get(&site, "/api/v1/deployments/nov-patch?limit=10&offset=1").await;
+    assert_eq!(
+        past["clients"].as_array().map(Vec::len),
+        Some(0),
+        "{past:#}"
+    );
+    assert_eq!(past["summary"], d["summary"]);
     assert!(install_messages(&site, "pc-deploy").contains(&11250));
 
     // A window open now.

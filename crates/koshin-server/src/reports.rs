@@ -30,6 +30,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../reports/computers-for-update.sql"),
     ),
     (
+        "computers-in-state-for-update",
+        include_str!("../reports/computers-in-state-for-update.sql"),
+    ),
+    (
         "updates-for-computer",
         include_str!("../reports/updates-for-computer.sql"),
     ),

@@ -13,7 +13,7 @@ use crate::clients::single;
 use crate::membership::{Evaluated, rules_from};
 use crate::sqlite::{SqliteStore, lock};
 use crate::traits::{
-    AuditEntry, CollectionMember, CollectionRecord, CollectionStore, CollectionVersion,
+    AuditEntry, CollectionMember, CollectionRecord, CollectionStore, CollectionVersion, Paging,
 };
 use crate::trust::write_audit;
 use crate::{Result, StoreError};
@@ -32,6 +32,25 @@ pub(crate) fn scope_clients(conn: &Connection, scope: &Scope) -> Result<Option<H
         .query_map(params![json], |r| r.get(0))?
         .collect::<rusqlite::Result<HashSet<i64>>>()?;
     Ok(Some(set))
+}
+
+/// The scope as an SQL condition on the client key `column`, with its one parameter: NULL
+/// for every client, or the JSON list of the scope's collection ids (the same members as
+/// `scope_clients`).
+pub(crate) fn scope_sql(column: &str, param: usize) -> String {
+    format!(
+        "(?{param} IS NULL OR {column} IN (SELECT sm.client FROM collection_members sm JOIN collections sk ON sk.id = sm.collection WHERE sk.collection_id IN (SELECT value FROM json_each(?{param}))))"
+    )
+}
+
+/// The parameter of `scope_sql`.
+pub(crate) fn scope_param(scope: &Scope) -> Result<Option<String>> {
+    match scope {
+        Scope::All => Ok(None),
+        Scope::Collections(ids) => serde_json::to_string(ids)
+            .map(Some)
+            .map_err(|e| StoreError::Invalid(e.to_string())),
+    }
 }
 
 /// Whether client `key` is inside the scope.
@@ -203,9 +222,8 @@ fn apply_rules(
         audit.time_ms,
     )?;
     write_audit(tx, audit)?;
-    let set = scope_clients(tx, &Scope::All)?;
     let f = find(tx, &found.record.id)?.ok_or_else(|| not_found(&found.record.id))?;
-    let n = members(tx, &f, &set)?.len();
+    let (_, n) = members(tx, &f, &Scope::All, COUNT_ONLY)?;
     let mut record = f.record;
     record.members = i64::try_from(n).unwrap_or(i64::MAX);
     Ok(record)
@@ -216,38 +234,64 @@ fn not_found(key: &str) -> StoreError {
 }
 
 /// The members of a collection (every client for All Systems) inside the scope.
+/// No members, only how many there are.
+const COUNT_ONLY: Paging = Paging {
+    offset: 0,
+    limit: Some(0),
+};
+
+/// One page of a collection's members inside the scope, in name order, and how many
+/// there are.
 fn members(
     conn: &Connection,
     c: &Found,
-    scope: &Option<HashSet<i64>>,
-) -> Result<Vec<CollectionMember>> {
-    let sql = if c.record.id == ALL_SYSTEMS_ID {
-        "SELECT id, name, client_id, enrolled_ms, 'koshin', 'all' FROM clients WHERE ?1 = ?1 ORDER BY name, client_id"
+    scope: &Scope,
+    page: Paging,
+) -> Result<(Vec<CollectionMember>, u64)> {
+    let (rows_sql, count_sql) = if c.record.id == ALL_SYSTEMS_ID {
+        (
+            format!(
+                "SELECT name, client_id, enrolled_ms, 'koshin', 'all' FROM clients c
+                 WHERE ?1 = ?1 AND {} ORDER BY name, client_id LIMIT ?3 OFFSET ?4",
+                scope_sql("c.id", 2)
+            ),
+            format!(
+                "SELECT COUNT(*) FROM clients c WHERE ?1 = ?1 AND {}",
+                scope_sql("c.id", 2)
+            ),
+        )
     } else {
-        "SELECT c.id, c.name, c.client_id, m.added_ms, m.added_by, m.via FROM collection_members m
-         JOIN clients c ON c.id = m.client WHERE m.collection = ?1 ORDER BY c.name, c.client_id"
+        (
+            format!(
+                "SELECT c.name, c.client_id, m.added_ms, m.added_by, m.via FROM collection_members m
+                 JOIN clients c ON c.id = m.client WHERE m.collection = ?1 AND {}
+                 ORDER BY c.name, c.client_id LIMIT ?3 OFFSET ?4",
+                scope_sql("m.client", 2)
+            ),
+            format!(
+                "SELECT COUNT(*) FROM collection_members m WHERE m.collection = ?1 AND {}",
+                scope_sql("m.client", 2)
+            ),
+        )
     };
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params![c.key], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            CollectionMember {
-                name: r.get(1)?,
-                client_id: r.get(2)?,
-                added_ms: r.get(3)?,
-                added_by: r.get(4)?,
-                via: r.get(5)?,
-            },
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (key, m) = row?;
-        if in_scope(scope, key) {
-            out.push(m);
-        }
-    }
-    Ok(out)
+    let scope = scope_param(scope)?;
+    let total: i64 = conn
+        .prepare_cached(&count_sql)?
+        .query_row(params![c.key, scope], |r| r.get(0))?;
+    let (limit, offset) = page.sql();
+    let mut stmt = conn.prepare_cached(&rows_sql)?;
+    let out = stmt
+        .query_map(params![c.key, scope, limit, offset], |r| {
+            Ok(CollectionMember {
+                name: r.get(0)?,
+                client_id: r.get(1)?,
+                added_ms: r.get(2)?,
+                added_by: r.get(3)?,
+                via: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((out, u64::try_from(total).unwrap_or(0)))
 }
 
 /// The collections an administrator of this scope may see: all of them, or those of the
@@ -449,7 +493,6 @@ impl CollectionStore for SqliteStore {
 
     fn list_collections(&self, scope: &Scope) -> Result<Vec<CollectionRecord>> {
         let conn = self.reader();
-        let set = scope_clients(&conn, scope)?;
         let mut stmt = conn.prepare_cached("SELECT collection_id FROM collections ORDER BY id")?;
         let ids = stmt
             .query_map([], |r| r.get::<_, String>(0))?
@@ -462,7 +505,7 @@ impl CollectionStore for SqliteStore {
             if !visible(&found.record, scope) {
                 continue;
             }
-            let n = members(&conn, &found, &set)?.len();
+            let (_, n) = members(&conn, &found, scope, COUNT_ONLY)?;
             let mut record = found.record;
             record.members = i64::try_from(n).unwrap_or(i64::MAX);
             out.push(record);
@@ -470,11 +513,12 @@ impl CollectionStore for SqliteStore {
         Ok(out)
     }
 
-    fn collection(
+    fn collection_page(
         &self,
         key: &str,
         scope: &Scope,
-    ) -> Result<Option<(CollectionRecord, Vec<CollectionMember>)>> {
+        page: Paging,
+    ) -> Result<Option<(CollectionRecord, Vec<CollectionMember>, u64)>> {
         let conn = self.reader();
         let Some(found) = find(&conn, key)? else {
             return Ok(None);
@@ -482,11 +526,10 @@ impl CollectionStore for SqliteStore {
         if !visible(&found.record, scope) {
             return Ok(None);
         }
-        let set = scope_clients(&conn, scope)?;
-        let m = members(&conn, &found, &set)?;
+        let (m, total) = members(&conn, &found, scope, page)?;
         let mut record = found.record;
-        record.members = i64::try_from(m.len()).unwrap_or(i64::MAX);
-        Ok(Some((record, m)))
+        record.members = i64::try_from(total).unwrap_or(i64::MAX);
+        Ok(Some((record, m, total)))
     }
 
     fn change_members(

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::content::{all_dps, create_package_tx, distribute_tx, resolve_update_key};
 use crate::sqlite::{SqliteStore, lock, ts};
-use crate::traits::{AuditEntry, DeploymentStore};
+use crate::traits::{AuditEntry, DeploymentStore, Paging};
 use crate::trust::write_audit;
 use crate::{Result, StoreError};
 
@@ -137,46 +137,65 @@ fn load_deployment(conn: &Connection, id: i64) -> Result<DeploymentOut> {
 
 /// Every targeted client (inside `scope`) with its state of the deployment; clients that
 /// have not reported are "not_received".
+/// The clients a deployment targets inside the scope (`?1` the deployment, `?2` the
+/// scope): approved members of its collection, each with its status row if it has one.
+fn targeted_sql() -> String {
+    format!(
+        "FROM deployments d JOIN collections k ON k.id = d.collection
+         JOIN clients c ON {}
+         LEFT JOIN deployment_status s ON s.client = c.id AND s.deployment = d.id
+         WHERE d.id = ?1 AND c.approval = 'approved' AND {}",
+        member_sql(),
+        crate::collections::scope_sql("c.id", 2)
+    )
+}
+
+/// How many targeted clients (inside the scope) are in each state.
+fn state_counts(conn: &Connection, id: i64, scope: &Scope) -> Result<BTreeMap<String, i64>> {
+    let scope = crate::collections::scope_param(scope)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT COALESCE(s.state, 'not_received'), COUNT(*) {} GROUP BY 1",
+        targeted_sql()
+    ))?;
+    let counts = stmt
+        .query_map(params![id, scope], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<BTreeMap<String, i64>>>()?;
+    Ok(counts)
+}
+
+/// One page of the targeted clients' states (inside the scope), in name order.
 fn client_states(
     conn: &Connection,
     id: i64,
     recurrence_days: Option<u32>,
     scope: &Scope,
     now_ms: i64,
+    page: Paging,
 ) -> Result<Vec<DeploymentClientOut>> {
-    let visible = crate::collections::scope_clients(conn, scope)?;
+    let scope = crate::collections::scope_param(scope)?;
+    let (limit, offset) = page.sql();
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT c.id, c.name, c.client_id, s.state, s.detail, s.time_ms, s.generation, s.last_success_ms
-         FROM deployments d JOIN collections k ON k.id = d.collection
-         JOIN clients c ON {}
-         LEFT JOIN deployment_status s ON s.client = c.id AND s.deployment = d.id
-         WHERE d.id = ?1 AND c.approval = 'approved'
-         ORDER BY c.name, c.client_id",
-        member_sql()
+        "SELECT c.name, c.client_id, s.state, s.detail, s.time_ms, s.generation, s.last_success_ms
+         {} ORDER BY c.name, c.client_id LIMIT ?3 OFFSET ?4",
+        targeted_sql()
     ))?;
-    let rows = stmt.query_map(params![id], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            DeploymentClientOut {
-                computer: r.get(1)?,
-                client_id: r.get(2)?,
-                state: r
-                    .get::<_, Option<String>>(3)?
-                    .unwrap_or_else(|| "not_received".into()),
-                detail: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                time: r.get::<_, Option<i64>>(5)?.map(ts),
-                generation: r.get::<_, Option<i64>>(6)?.unwrap_or(0),
-                last_success: r.get::<_, Option<i64>>(7)?.map(ts),
-                overdue: false,
-            },
-        ))
+    let rows = stmt.query_map(params![id, scope, limit, offset], |r| {
+        Ok(DeploymentClientOut {
+            computer: r.get(0)?,
+            client_id: r.get(1)?,
+            state: r
+                .get::<_, Option<String>>(2)?
+                .unwrap_or_else(|| "not_received".into()),
+            detail: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+            time: r.get::<_, Option<i64>>(4)?.map(ts),
+            generation: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+            last_success: r.get::<_, Option<i64>>(6)?.map(ts),
+            overdue: false,
+        })
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (client, mut c) = row?;
-        if !crate::collections::in_scope(&visible, client) {
-            continue;
-        }
+        let mut c = row?;
         if let Some(days) = recurrence_days {
             let interval = i64::from(days) * 86_400_000;
             c.overdue = c
@@ -517,23 +536,25 @@ impl DeploymentStore for SqliteStore {
 
     fn list_deployments(&self, scope: &Scope) -> Result<Vec<DeploymentOut>> {
         let conn = self.reader();
-        let ids: Vec<(i64, Option<i64>)> = conn
-            .prepare_cached("SELECT id, recurrence_days FROM deployments ORDER BY id")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let ids: Vec<i64> = conn
+            .prepare_cached("SELECT id FROM deployments ORDER BY id")?
+            .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let now = jiff::Timestamp::now().as_millisecond();
         let mut out = Vec::new();
-        for (id, rec) in ids {
+        for id in ids {
             let mut d = load_deployment(&conn, id)?;
-            for c in client_states(&conn, id, rec.map(|v| v as u32), scope, now)? {
-                *d.summary.entry(c.state).or_insert(0) += 1;
-            }
+            d.summary = state_counts(&conn, id, scope)?;
             out.push(d);
         }
         Ok(out)
     }
 
-    fn deployment(&self, key: &str, scope: &Scope) -> Result<Option<DeploymentDetail>> {
+    fn deployment_page(
+        &self,
+        key: &str,
+        scope: &Scope,
+        page: Paging,
+    ) -> Result<Option<(DeploymentDetail, u64)>> {
         let conn = self.reader();
         let id = match deployment_key(&conn, key) {
             Ok(id) => id,
@@ -542,14 +563,16 @@ impl DeploymentStore for SqliteStore {
         };
         let mut d = load_deployment(&conn, id)?;
         let now = jiff::Timestamp::now().as_millisecond();
-        let clients = client_states(&conn, id, d.recurrence_days, scope, now)?;
-        for c in &clients {
-            *d.summary.entry(c.state.clone()).or_insert(0) += 1;
-        }
-        Ok(Some(DeploymentDetail {
-            deployment: d,
-            clients,
-        }))
+        d.summary = state_counts(&conn, id, scope)?;
+        let total = d.summary.values().sum::<i64>();
+        let clients = client_states(&conn, id, d.recurrence_days, scope, now, page)?;
+        Ok(Some((
+            DeploymentDetail {
+                deployment: d,
+                clients,
+            },
+            u64::try_from(total).unwrap_or(0),
+        )))
     }
 
     fn set_deployment_enabled(

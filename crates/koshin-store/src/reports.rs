@@ -239,7 +239,7 @@ impl ReportStore for SqliteStore {
         optional: &[String],
         scope: &Scope,
         page: ReportPage,
-    ) -> Result<(ReportRows, u64)> {
+    ) -> Result<(ReportRows, Option<u64>)> {
         let page = Some(page);
         match scope {
             Scope::All => run(&lock(&self.report), sql, params, optional, page),
@@ -254,7 +254,7 @@ fn run(
     params: &[(String, String)],
     optional: &[String],
     page: Option<ReportPage>,
-) -> Result<(ReportRows, u64)> {
+) -> Result<(ReportRows, Option<u64>)> {
     let mut stmt = prepare(conn, sql)?;
     for i in 1..=stmt.parameter_count() {
         let Some(name) = stmt.parameter_name(i) else {
@@ -282,8 +282,12 @@ fn run(
     let (from, to) = page.map_or((0, u64::MAX), |p| {
         (p.offset, p.offset.saturating_add(p.limit))
     });
+    let count = page.is_none_or(|p| p.count);
     let mut total: u64 = 0;
     while let Some(r) = rows.next()? {
+        if !count && total >= to {
+            return Ok(((columns, out), None));
+        }
         if total >= from && total < to {
             let mut row = Vec::with_capacity(columns.len());
             for i in 0..columns.len() {
@@ -293,5 +297,5 @@ fn run(
         }
         total += 1;
     }
-    Ok(((columns, out), total))
+    Ok(((columns, out), Some(total)))
 }

@@ -231,6 +231,65 @@ fn insert_binaries(tx: &rusqlite::Transaction<'_>, c: &UpdateCandidate) -> Resul
     Ok(())
 }
 
+/// One page of the clients (inside the scope) that require update `id`, in name order, and
+/// how many require it. With every client in scope the count is the update's counter. A
+/// widely required update is paged by walking the clients in name order and probing each
+/// one's state (a page costs about its own length); a rarely required one from its state
+/// rows, then sorted.
+fn required_by(
+    conn: &Connection,
+    id: &str,
+    scope: &Scope,
+    page: Paging,
+) -> Result<(Vec<ComputerRef>, u64)> {
+    let Some(ukey) = conn
+        .query_row("SELECT ukey FROM updates WHERE id = ?1", params![id], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+    else {
+        return Ok((Vec::new(), 0));
+    };
+    let scope_sql = crate::collections::scope_sql("s.client", 2);
+    let param = crate::collections::scope_param(scope)?;
+    let total: i64 = if param.is_none() {
+        conn.query_row(
+            "SELECT COALESCE((SELECT required FROM update_summary WHERE ukey = ?1), 0)",
+            params![ukey],
+            |r| r.get(0),
+        )?
+    } else {
+        conn.prepare_cached(&format!(
+            "SELECT COUNT(*) FROM update_states s WHERE s.ukey = ?1 AND s.state = 1 AND {scope_sql}"
+        ))?
+        .query_row(params![ukey, param], |r| r.get(0))?
+    };
+    let (limit, offset) = page.sql();
+    let sql = if total > 10_000 {
+        format!(
+            "SELECT c.name, c.client_id FROM clients c
+             WHERE EXISTS (SELECT 1 FROM update_states s WHERE s.client = c.id AND s.ukey = ?1 AND s.state = 1 AND {scope_sql})
+             ORDER BY c.name, c.client_id LIMIT ?3 OFFSET ?4"
+        )
+    } else {
+        format!(
+            "SELECT c.name, c.client_id FROM update_states s JOIN clients c ON c.id = s.client
+             WHERE s.ukey = ?1 AND s.state = 1 AND {scope_sql}
+             ORDER BY c.name, c.client_id LIMIT ?3 OFFSET ?4"
+        )
+    };
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params![ukey, param, limit, offset], |r| {
+            Ok(ComputerRef {
+                name: r.get(0)?,
+                id: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows, u64::try_from(total).unwrap_or(0)))
+}
+
 fn local_json(c: &UpdateCandidate) -> Result<Option<String>> {
     c.local
         .as_ref()
@@ -512,7 +571,12 @@ impl CatalogStore for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    fn get_update(&self, key: &str, scope: &Scope) -> Result<Option<UpdateDetail>> {
+    fn get_update_page(
+        &self,
+        key: &str,
+        scope: &Scope,
+        page: Paging,
+    ) -> Result<Option<(UpdateDetail, u64)>> {
         let conn = self.reader();
         let key = key.trim();
         let ids: Vec<String> = {
@@ -590,39 +654,22 @@ impl CatalogStore for SqliteStore {
                     .map_err(|e| StoreError::Corrupt(format!("local_json of {id}: {e}")))
             })
             .transpose()?;
-        let visible = crate::collections::scope_clients(&conn, scope)?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT c.id, c.name, c.client_id FROM update_states s
-             JOIN updates u ON u.ukey = s.ukey JOIN clients c ON c.id = s.client
-             WHERE u.id = ?1 AND s.state = 1 ORDER BY c.name, c.client_id",
-        )?;
-        let mut required_by = Vec::new();
-        for row in stmt.query_map(params![id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                ComputerRef {
-                    name: r.get(1)?,
-                    id: r.get(2)?,
-                },
-            ))
-        })? {
-            let (client, c) = row?;
-            if crate::collections::in_scope(&visible, client) {
-                required_by.push(c);
-            }
-        }
-        Ok(Some(UpdateDetail {
-            summary,
-            vendor,
-            description,
-            first_synced: ts(first_synced),
-            content_version,
-            packages,
-            supersedes,
-            required_by,
-            local,
-            in_offline_catalog: None,
-        }))
+        let (required_by, total) = required_by(&conn, &id, scope, page)?;
+        Ok(Some((
+            UpdateDetail {
+                summary,
+                vendor,
+                description,
+                first_synced: ts(first_synced),
+                content_version,
+                packages,
+                supersedes,
+                required_by,
+                local,
+                in_offline_catalog: None,
+            },
+            total,
+        )))
     }
 
     fn content_version(&self) -> Result<(String, i64)> {

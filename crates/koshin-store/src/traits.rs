@@ -40,6 +40,32 @@ pub struct ApplyOutcome {
     pub changed: bool,
 }
 
+/// One page of a long list (an update's computers, a collection's members, a deployment's
+/// clients): `limit` items after the first `offset`, in the list's order; no limit is every
+/// item. The store reads only the page, and counts the rest without building it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Paging {
+    pub offset: u64,
+    pub limit: Option<u64>,
+}
+
+impl Paging {
+    /// Every item.
+    pub const ALL: Paging = Paging {
+        offset: 0,
+        limit: None,
+    };
+
+    /// SQLite's `LIMIT ? OFFSET ?` values (-1: no limit).
+    pub fn sql(self) -> (i64, i64) {
+        (
+            self.limit
+                .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX)),
+            i64::try_from(self.offset).unwrap_or(i64::MAX),
+        )
+    }
+}
+
 pub trait CatalogStore: Send + Sync {
     /// What a sync needs to know of every stored update.
     fn stored_updates(&self) -> Result<Vec<StoredUpdate>>;
@@ -54,7 +80,19 @@ pub trait CatalogStore: Send + Sync {
     fn list_updates(&self, q: &UpdateQuery) -> Result<Vec<UpdateSummary>>;
     /// By id or by unique prefix, or by article id.
     /// One update; `required_by` lists the clients of the scope that require it.
-    fn get_update(&self, key: &str, scope: &Scope) -> Result<Option<UpdateDetail>>;
+    fn get_update(&self, key: &str, scope: &Scope) -> Result<Option<UpdateDetail>> {
+        Ok(self
+            .get_update_page(key, scope, Paging::ALL)?
+            .map(|(u, _)| u))
+    }
+    /// One update with one page of the clients of the scope that require it, and how many
+    /// require it in all.
+    fn get_update_page(
+        &self,
+        key: &str,
+        scope: &Scope,
+        page: Paging,
+    ) -> Result<Option<(UpdateDetail, u64)>>;
     /// (update source id, content version).
     fn content_version(&self) -> Result<(String, i64)>;
     fn catalog_counts(&self) -> Result<Vec<CatalogCount>>;
@@ -288,11 +326,14 @@ pub trait ClientStore: Send + Sync {
 /// A report's columns and rows.
 pub type ReportRows = (Vec<String>, Vec<Vec<serde_json::Value>>);
 
-/// Which rows of a report to keep: from `offset`, at most `limit`.
+/// Which rows of a report to keep: from `offset`, at most `limit`. With `count` the
+/// statement runs to its end and the answer says how many rows it has; without, it stops
+/// once the page is full (a console that knows the count from the counters asks so).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReportPage {
     pub offset: u64,
     pub limit: u64,
+    pub count: bool,
 }
 
 pub trait ReportStore: Send + Sync {
@@ -316,8 +357,9 @@ pub trait ReportStore: Send + Sync {
         scope: &Scope,
     ) -> Result<ReportRows>;
     /// As `run_report_optional`, but only the rows from `offset` on, at most `limit` of
-    /// them, are kept; the answer also says how many rows the whole result has. The
-    /// statement runs whole (its order is the report's own); only a page is held.
+    /// them, are kept; with `page.count` the answer also says how many rows the whole
+    /// result has (the statement then runs whole; only a page is held). Without, it stops
+    /// once the page is full and says how many only if the rows ended first.
     fn run_report_page(
         &self,
         sql: &str,
@@ -325,7 +367,7 @@ pub trait ReportStore: Send + Sync {
         optional: &[String],
         scope: &Scope,
         page: ReportPage,
-    ) -> Result<(ReportRows, u64)>;
+    ) -> Result<(ReportRows, Option<u64>)>;
     /// Prepares a report without running it: a statement that would write, or read what
     /// reports may not (administrator tokens, client credentials), is refused.
     fn check_report(&self, sql: &str) -> Result<()>;
@@ -419,7 +461,18 @@ pub trait CollectionStore: Send + Sync {
         &self,
         key: &str,
         scope: &Scope,
-    ) -> Result<Option<(CollectionRecord, Vec<CollectionMember>)>>;
+    ) -> Result<Option<(CollectionRecord, Vec<CollectionMember>)>> {
+        Ok(self
+            .collection_page(key, scope, Paging::ALL)?
+            .map(|(c, m, _)| (c, m)))
+    }
+    /// One collection with one page of its members (of the scope), and how many there are.
+    fn collection_page(
+        &self,
+        key: &str,
+        scope: &Scope,
+        page: Paging,
+    ) -> Result<Option<(CollectionRecord, Vec<CollectionMember>, u64)>>;
     /// Adds and removes direct members (clients by name or client id); returns how many
     /// were added and removed. All or nothing.
     fn change_members(
@@ -684,8 +737,23 @@ pub trait DeploymentStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<koshin_wire::DefinitionsImported>;
     /// One deployment and every targeted client's state (inside the scope).
-    fn deployment(&self, key: &str, scope: &Scope)
-    -> Result<Option<koshin_wire::DeploymentDetail>>;
+    fn deployment(
+        &self,
+        key: &str,
+        scope: &Scope,
+    ) -> Result<Option<koshin_wire::DeploymentDetail>> {
+        Ok(self
+            .deployment_page(key, scope, Paging::ALL)?
+            .map(|(d, _)| d))
+    }
+    /// One deployment with one page of its targeted clients' states (inside the scope);
+    /// its summary counts every targeted client by state; how many are targeted.
+    fn deployment_page(
+        &self,
+        key: &str,
+        scope: &Scope,
+        page: Paging,
+    ) -> Result<Option<(koshin_wire::DeploymentDetail, u64)>>;
     fn set_deployment_enabled(
         &self,
         key: &str,

@@ -4,8 +4,8 @@
 
 use koshin_domain::Scope;
 use koshin_store::{
-    AuditEntry, CatalogStore, ClientStore, CollectionStore, PolicyStore, ReportStore, SqliteStore,
-    StatusStore,
+    AuditEntry, CatalogStore, ClientStore, CollectionStore, Paging, PolicyStore, ReportStore,
+    SqliteStore, StatusStore,
 };
 use koshin_wire::StatusQuery;
 use rusqlite::Connection;
@@ -109,6 +109,51 @@ fn a_scoped_administrator_sees_only_their_collections_clients() {
     };
     assert_eq!(required_by(&Scope::All), ["db-1", "web-1"]);
     assert_eq!(required_by(&scope), ["web-1"]);
+    // One page at a time, in the same order, with how many in all (inside the scope).
+    let page = |s: &Scope, offset: u64, limit: u64| -> (Vec<String>, u64) {
+        let (u, total) = store
+            .get_update_page(
+                U1,
+                s,
+                Paging {
+                    offset,
+                    limit: Some(limit),
+                },
+            )
+            .expect("update")
+            .expect("exists");
+        (u.required_by.into_iter().map(|c| c.name).collect(), total)
+    };
+    assert_eq!(page(&Scope::All, 0, 1), (vec!["db-1".to_string()], 2));
+    assert_eq!(page(&Scope::All, 1, 5), (vec!["web-1".to_string()], 2));
+    assert_eq!(page(&scope, 0, 5), (vec!["web-1".to_string()], 1));
+    assert_eq!(page(&scope, 1, 5), (vec![], 1));
+    let members = |key: &str, s: &Scope, offset: u64| -> (Vec<String>, u64, i64) {
+        let (c, m, total) = store
+            .collection_page(
+                key,
+                s,
+                Paging {
+                    offset,
+                    limit: Some(1),
+                },
+            )
+            .expect("collection")
+            .expect("visible");
+        (m.into_iter().map(|m| m.name).collect(), total, c.members)
+    };
+    assert_eq!(
+        members("Web servers", &Scope::All, 1),
+        (vec!["web-2".to_string()], 2, 2)
+    );
+    assert_eq!(
+        members("Web servers", &scope, 0),
+        (vec!["web-1".to_string()], 2, 2)
+    );
+    assert_eq!(
+        members("All Systems", &Scope::All, 0),
+        (vec!["db-1".to_string()], 3, 3)
+    );
 
     let systems = |s: &Scope| -> Vec<String> {
         store

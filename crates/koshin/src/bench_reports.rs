@@ -268,6 +268,9 @@ pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> 
     let rows_of = |v: &serde_json::Value| -> usize {
         v.get("rows")
             .or_else(|| v.get("points"))
+            .or_else(|| v.get("required_by"))
+            .or_else(|| v.get("member_list"))
+            .or_else(|| v.get("clients"))
             .and_then(|r| r.as_array())
             .or_else(|| v.as_array())
             .map_or(1, Vec::len)
@@ -288,7 +291,39 @@ pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> 
         .ok_or_else(|| anyhow!("no updates"))?;
     let computer = "host-000001";
 
-    let cases: Vec<(String, String)> = vec![
+    // A deployment of that update to every client, as the console's deployment pages show
+    // one (made once; the estate is reused).
+    let deployment = {
+        let post = |path: &str, body: serde_json::Value| {
+            http.post(format!("{url}{path}"))
+                .bearer_auth(token.trim())
+                .json(&body)
+                .send()
+        };
+        let _ = post(
+            "/api/v1/update-groups",
+            serde_json::json!({"name": "bench-popular", "updates": [popular]}),
+        )
+        .await?;
+        let r = post(
+            "/api/v1/deployments",
+            serde_json::json!({"name": "bench-popular", "update_group": "bench-popular",
+                               "collection": "All Systems"}),
+        )
+        .await?;
+        let status = r.status();
+        if status.is_success() || status == reqwest::StatusCode::CONFLICT {
+            Some("bench-popular")
+        } else {
+            eprintln!(
+                "bench: no deployment to time: {status} {}",
+                r.text().await.unwrap_or_default()
+            );
+            None
+        }
+    };
+
+    let mut cases: Vec<(String, String)> = vec![
         (
             "updates-with-counts".into(),
             "/api/v1/reports/updates-with-counts".into(),
@@ -361,7 +396,53 @@ pub async fn run(a: ReportsBenchArgs) -> anyhow::Result<std::process::ExitCode> 
                 "/api/v1/reports/compliance-by-update?update={popular}&state=required&limit=50"
             ),
         ),
+        (
+            "console: an update (its page's first request)".into(),
+            format!("/api/v1/updates/{popular}?limit=0"),
+        ),
+        (
+            "console: computers requiring an update, by name, page of 50 (count=0)".into(),
+            format!(
+                "/api/v1/reports/computers-in-state-for-update?update={popular}&state=required&limit=50&count=0"
+            ),
+        ),
+        (
+            "console: the same, page of 50 at 100,000 (count=0)".into(),
+            format!(
+                "/api/v1/reports/computers-in-state-for-update?update={popular}&state=required&limit=50&offset=100000&count=0"
+            ),
+        ),
+        (
+            "console: an update's computers, page of 50".into(),
+            format!("/api/v1/updates/{popular}?limit=50"),
+        ),
+        (
+            "console: an update's computers, page of 50 at 100,000".into(),
+            format!("/api/v1/updates/{popular}?limit=50&offset=100000"),
+        ),
+        (
+            "console: All Systems' members, page of 50".into(),
+            "/api/v1/collections/All%20Systems?limit=50".into(),
+        ),
+        (
+            "console: All Systems' members, page of 50 at 100,000".into(),
+            "/api/v1/collections/All%20Systems?limit=50&offset=100000".into(),
+        ),
     ];
+    if let Some(d) = deployment {
+        cases.push((
+            "console: deployments list".into(),
+            "/api/v1/deployments".into(),
+        ));
+        cases.push((
+            "console: a deployment to every client, page of 50".into(),
+            format!("/api/v1/deployments/{d}?limit=50"),
+        ));
+        cases.push((
+            "console: a deployment to every client, page of 50 at 100,000".into(),
+            format!("/api/v1/deployments/{d}?limit=50&offset=100000"),
+        ));
+    }
     let mut out = Vec::new();
     for (what, path) in &cases {
         eprintln!("bench: {what} ...");

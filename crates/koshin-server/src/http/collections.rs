@@ -124,13 +124,12 @@ pub async fn show(
 ) -> Result<(axum::http::HeaderMap, Json<CollectionDetail>), AppError> {
     let store = site.store.clone();
     let k = key.clone();
-    let (c, members) = blocking(move || Ok(store.collection(&k, &admin.scope)?))
-        .await?
-        .ok_or_else(|| {
-            AppError::NotFound(format!("no collection '{key}' (koshin collections list)"))
-        })?;
-    let mut members = members;
-    let total = page.apply(&mut members);
+    let (c, members, total) =
+        blocking(move || Ok(store.collection_page(&k, &admin.scope, page.paging())?))
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound(format!("no collection '{key}' (koshin collections list)"))
+            })?;
     Ok((
         super::total_header(total),
         Json(CollectionDetail {

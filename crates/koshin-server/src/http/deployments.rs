@@ -101,10 +101,10 @@ pub async fn show(
 ) -> Result<(axum::http::HeaderMap, Json<DeploymentDetail>), AppError> {
     let store = site.store.clone();
     let k = key.clone();
-    let mut d = blocking(move || Ok(store.deployment(&k, &admin.scope)?))
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no deployment '{key}'")))?;
-    let total = page.apply(&mut d.clients);
+    let (d, total) =
+        blocking(move || Ok(store.deployment_page(&k, &admin.scope, page.paging())?))
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no deployment '{key}'")))?;
     Ok((super::total_header(total), Json(d)))
 }
 

@@ -45,14 +45,11 @@ pub(crate) struct Page {
 }
 
 impl Page {
-    /// Keeps the page's items of `items`; the number there were.
-    pub fn apply<T>(self, items: &mut Vec<T>) -> u64 {
-        let total = items.len() as u64;
-        let from = self.offset.unwrap_or(0).min(items.len());
-        items.drain(..from);
-        if let Some(l) = self.limit {
-            items.truncate(l);
+    /// The page as the store reads it.
+    pub fn paging(self) -> koshin_store::Paging {
+        koshin_store::Paging {
+            offset: self.offset.unwrap_or(0) as u64,
+            limit: self.limit.map(|l| l as u64),
         }
-        total
     }
 }

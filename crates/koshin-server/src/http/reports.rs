@@ -25,6 +25,8 @@ const REFRESH: &str = "refresh_minutes";
 /// passing report parameters.
 const LIMIT: &str = "limit";
 const OFFSET: &str = "offset";
+/// `count=0`: the page without counting the rest (no `total`); it stops once full.
+const COUNT: &str = "count";
 
 /// The most rows one page may ask for.
 const MAX_PAGE: u64 = 10_000;
@@ -88,11 +90,13 @@ pub async fn run(
     };
     let limit = number(&mut params, LIMIT, MAX_PAGE)?;
     let offset = number(&mut params, OFFSET, u64::MAX)?;
+    let count = number(&mut params, COUNT, 1)?.is_none_or(|c| c == 1);
     let page = match (limit, offset) {
         (None, None) => None,
         (limit, offset) => Some(koshin_store::ReportPage {
             offset: offset.unwrap_or(0),
             limit: limit.unwrap_or(MAX_PAGE),
+            count,
         }),
     };
     let store = site.store.clone();
@@ -143,9 +147,7 @@ pub async fn run(
                 None,
             ),
             Some(page) => {
-                let (rows, total) =
-                    store.run_report_page(&report.sql, &params, &report.optional, &scope, page)?;
-                (rows, Some(total))
+                store.run_report_page(&report.sql, &params, &report.optional, &scope, page)?
             }
         };
         Ok((report, columns, rows, total, t.elapsed().as_millis() as u64))

@@ -29,15 +29,15 @@ pub async fn show(
 ) -> Result<(axum::http::HeaderMap, Json<UpdateDetail>), AppError> {
     let s = site.clone();
     let key = id.clone();
-    let mut u = blocking(move || Ok(s.store.get_update(&key, &admin.scope)?))
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no update '{id}' in the catalog")))?;
+    let (mut u, total) =
+        blocking(move || Ok(s.store.get_update_page(&key, &admin.scope, page.paging())?))
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no update '{id}' in the catalog")))?;
     if let Some(cv) = crate::offline::kept_version(&site)
         && !u.summary.expired
         && u.content_version <= cv
     {
         u.in_offline_catalog = Some(cv);
     }
-    let total = page.apply(&mut u.required_by);
     Ok((super::total_header(total), Json(u)))
 }

@@ -88,8 +88,13 @@ export function renderOne(main, id) {
       label: 'Computers',
       limit: PAGE,
       load: async (offset, limit, signal) => {
-        const r = await report('compliance-by-update', { update: u.id, state, limit, offset }, signal);
-        return { rows: r.rows, total: r.total };
+        // The counters already say how many computers are in the state: the page is read
+        // in name order and stops once full, instead of counting 150,000 rows again.
+        const known = c ? c[state] : undefined;
+        if (known === 0) return { rows: [], total: 0 };
+        const r = await report('computers-in-state-for-update',
+          { update: u.id, state, limit, offset, ...(known !== undefined ? { count: 0 } : {}) }, signal);
+        return { rows: r.rows, total: known !== undefined ? known : r.total };
       },
       render: (rows) => table(`Computers whose state is ${state.replace('_', ' ')}`, [
         { label: 'Computer', value: (r) => link(`#/computers/${seg(r.computer)}`, r.computer) },
