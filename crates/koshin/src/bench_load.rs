@@ -335,6 +335,7 @@ struct IntervalLatencies {
     batch: Latencies,
     counts: Latencies,
     computer: Latencies,
+    page: Latencies,
 }
 
 impl Metrics {
@@ -344,16 +345,27 @@ impl Metrics {
         }
     }
 
-    fn probe(&self, counts: bool, d: Duration) {
+    fn probe(&self, which: Probe, d: Duration) {
         for m in [&self.interval, &self.all] {
             let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
-            if counts {
-                g.counts.push(d);
-            } else {
-                g.computer.push(d);
+            match which {
+                Probe::Counts => g.counts.push(d),
+                Probe::Computer => g.computer.push(d),
+                Probe::Page => g.page.push(d),
             }
         }
     }
+}
+
+/// The report requests timed under load.
+#[derive(Clone, Copy)]
+enum Probe {
+    /// `updates-with-counts`, whole (34,400 rows).
+    Counts,
+    /// `updates-for-computer` of a client that has reported.
+    Computer,
+    /// The console's updates page: `updates-with-counts?limit=50`.
+    Page,
 }
 
 /// One line of the time series.
@@ -365,6 +377,7 @@ struct Sample {
     batch: Percentiles,
     updates_with_counts: Percentiles,
     updates_for_computer: Percentiles,
+    console_updates_page: Percentiles,
     behind_schedule_ms: f64,
     server_rss_bytes: u64,
     server_rss_anon_bytes: u64,
@@ -453,21 +466,27 @@ impl Shared {
     }
 }
 
-/// `updates-with-counts`, then `updates-for-computer` of a client that has reported, one
-/// after the other as a console asks: each timed until its whole answer has arrived.
+/// `updates-with-counts` whole, its first page of 50 as the console's updates page asks,
+/// then `updates-for-computer` of a client that has reported, one after the other: each
+/// timed until its whole answer has arrived.
 async fn probe(s: &Shared, seed: u64) {
-    let t = Instant::now();
-    let r = s
-        .http
-        .get(format!("{}/api/v1/reports/updates-with-counts", s.url))
-        .bearer_auth(&s.admin)
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status);
-    if let Ok(resp) = r
-        && resp.bytes().await.is_ok()
-    {
-        s.metrics.probe(true, t.elapsed());
+    for (which, path) in [
+        (Probe::Counts, "/api/v1/reports/updates-with-counts"),
+        (Probe::Page, "/api/v1/reports/updates-with-counts?limit=50"),
+    ] {
+        let t = Instant::now();
+        let r = s
+            .http
+            .get(format!("{}{path}", s.url))
+            .bearer_auth(&s.admin)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        if let Ok(resp) = r
+            && resp.bytes().await.is_ok()
+        {
+            s.metrics.probe(which, t.elapsed());
+        }
     }
     let Some(name) = s.reported_name(seed) else {
         return;
@@ -484,7 +503,7 @@ async fn probe(s: &Shared, seed: u64) {
     if let Ok(resp) = r
         && resp.bytes().await.is_ok()
     {
-        s.metrics.probe(false, t.elapsed());
+        s.metrics.probe(Probe::Computer, t.elapsed());
     }
 }
 
@@ -1021,6 +1040,7 @@ struct Summary {
     /// The same reports after the load, with nothing else going on, at the size it left.
     idle_updates_with_counts: Percentiles,
     idle_updates_for_computer: Percentiles,
+    idle_console_updates_page: Percentiles,
     send_seconds: f64,
     reports: u64,
     batches: u64,
@@ -1034,6 +1054,7 @@ struct Summary {
     batch: Percentiles,
     updates_with_counts: Percentiles,
     updates_for_computer: Percentiles,
+    console_updates_page: Percentiles,
     server_rss_start_bytes: u64,
     server_rss_peak_bytes: u64,
     server_rss_end_bytes: u64,
@@ -1428,13 +1449,14 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
     let mut anon_peak = mem_before.rss_anon;
     if !terminal {
         eprintln!(
-            "bench: {:>6} {:>10} {:>9} {:>8} {:>8} {:>9} {:>9} {:>8} {:>7} {:>7} {:>9}",
+            "bench: {:>6} {:>10} {:>9} {:>8} {:>8} {:>9} {:>8} {:>9} {:>8} {:>7} {:>7} {:>9}",
             "T S",
             "MESSAGES",
             "MSG/S",
             "BATCH99",
             "BEHIND",
             "COUNTS99",
+            "PAGE99",
             "COMP99",
             "RSS",
             "SRV CPU",
@@ -1478,6 +1500,7 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
             batch: lat.batch.percentiles(),
             updates_with_counts: lat.counts.percentiles(),
             updates_for_computer: lat.computer.percentiles(),
+            console_updates_page: lat.page.percentiles(),
             behind_schedule_ms: shared.metrics.behind_us.swap(0, Ordering::Relaxed) as f64 / 1e3,
             server_rss_bytes: mem.rss,
             server_rss_anon_bytes: mem.rss_anon,
@@ -1487,13 +1510,14 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
             database_bytes: database,
         };
         let line = format!(
-            "{:>6.0} {:>10} {:>9.0} {:>8.1} {:>8.0} {:>9.1} {:>9.1} {:>8} {:>7.2} {:>7.2} {:>9}",
+            "{:>6.0} {:>10} {:>9.0} {:>8.1} {:>8.0} {:>9.1} {:>8.1} {:>9.1} {:>8} {:>7.2} {:>7.2} {:>9}",
             sample.seconds,
             sample.messages,
             sample.messages_per_second,
             sample.batch.p99_ms,
             sample.behind_schedule_ms,
             sample.updates_with_counts.p99_ms,
+            sample.console_updates_page.p99_ms,
             sample.updates_for_computer.p99_ms,
             mb(sample.server_rss_bytes),
             sample.server_cpu_cores,
@@ -1539,7 +1563,11 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
         probe(&shared, i ^ 0x1d1e).await;
     }
     let idle = std::mem::take(&mut *shared.metrics.all.lock().unwrap_or_else(|p| p.into_inner()));
-    let (idle_counts, idle_computer) = (idle.counts.percentiles(), idle.computer.percentiles());
+    let (idle_counts, idle_computer, idle_page) = (
+        idle.counts.percentiles(),
+        idle.computer.percentiles(),
+        idle.page.percentiles(),
+    );
     steps.done();
 
     // Correctness: every acknowledged message is in the database.
@@ -1601,6 +1629,7 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
         inventory_packages,
         idle_updates_with_counts: idle_counts,
         idle_updates_for_computer: idle_computer,
+        idle_console_updates_page: idle_page,
         send_seconds,
         reports: m.reports.load(Ordering::Relaxed),
         batches: m.batches.load(Ordering::Relaxed),
@@ -1617,6 +1646,7 @@ pub async fn run(a: LoadBenchArgs, target: Target) -> anyhow::Result<std::proces
         batch: all.batch.percentiles(),
         updates_with_counts: all.counts.percentiles(),
         updates_for_computer: all.computer.percentiles(),
+        console_updates_page: all.page.percentiles(),
         server_rss_start_bytes: mem_before.rss,
         server_rss_peak_bytes: rss_peak.max(mem_end.peak),
         server_rss_end_bytes: mem_end.rss,
@@ -1688,6 +1718,7 @@ fn print_summary(s: &Summary) {
                 format!("{:.1}", x.batch.p50_ms),
                 format!("{:.1}", x.batch.p99_ms),
                 format!("{:.1}", x.updates_with_counts.p99_ms),
+                format!("{:.1}", x.console_updates_page.p99_ms),
                 format!("{:.1}", x.updates_for_computer.p99_ms),
                 mb(x.server_rss_bytes),
                 format!("{:.2}", x.server_cpu_cores),
@@ -1704,6 +1735,7 @@ fn print_summary(s: &Summary) {
             "BATCH P50",
             "BATCH P99",
             "COUNTS P99",
+            "PAGE P99",
             "COMPUTER P99",
             "SERVER RSS",
             "SERVER CPU",
@@ -1751,6 +1783,14 @@ fn print_summary(s: &Summary) {
                 "under load {}; idle afterwards {}",
                 p(&s.updates_with_counts),
                 p(&s.idle_updates_with_counts)
+            ),
+        ],
+        vec![
+            "updates-with-counts?limit=50 (console)".into(),
+            format!(
+                "under load {}; idle afterwards {}",
+                p(&s.console_updates_page),
+                p(&s.idle_console_updates_page)
             ),
         ],
         vec![
