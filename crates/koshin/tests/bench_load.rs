@@ -93,7 +93,11 @@ fn the_load_generator_finds_every_acknowledged_message_stored() {
     assert_eq!(r["failed_batches"], 0);
     assert!(r["series"].as_array().is_some_and(|s| !s.is_empty()));
     assert!(r["server_rss_peak_bytes"].as_u64().expect("rss") > 0);
-    assert!(r["database_bytes_end"].as_u64() > r["database_bytes_start"].as_u64());
+    // The disk figures are read (a load this small may fit in pages the site already has,
+    // and the WAL's pages are reused after each checkpoint, so they need not grow).
+    let db_end = r["database_bytes_end"].as_u64().expect("database size");
+    assert!(r["database_bytes_start"].as_u64().expect("database size") > 0);
+    assert!(db_end > 0 && r["data_bytes_end"].as_u64().expect("data size") >= db_end);
     // The bench's own site folder is gone unless --keep.
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .expect("tmp")
