@@ -378,15 +378,10 @@ async fn install(
     .await?;
     let mut debs = Vec::with_capacity(wanted.len());
     for f in &wanted {
-        let file = InstallFile {
-            package: f.package.clone(),
-            version: f.version.clone(),
-            architecture: f.architecture.clone(),
-            url: format!("{}/{}", dp.url.trim_end_matches('/'), f.pool_path),
-            sha256: f.sha256.clone(),
-            size: f.size,
-        };
-        match installer.download(ctx.mp.http(), &file).await {
+        match installer
+            .download(ctx.mp.http(), &from_dp(&dp.url, f))
+            .await
+        {
             Ok(p) => debs.push(p),
             Err(e) => return Ok(evaluated(d, "failed", e.to_string(), messages)),
         }
@@ -444,6 +439,18 @@ async fn install(
 
 /// The distribution point this client uses, if it holds the deployment's content; else why
 /// not, as the deployment's detail.
+/// A deployed file as downloaded from the distribution point at `dp_url`.
+fn from_dp(dp_url: &str, f: &koshin_wire::DeployedFile) -> InstallFile {
+    InstallFile {
+        package: f.package.clone(),
+        version: f.version.clone(),
+        architecture: f.architecture.clone(),
+        url: format!("{}/{}", dp_url.trim_end_matches('/'), f.pool_path),
+        sha256: f.sha256.clone(),
+        size: f.size,
+    }
+}
+
 fn content_dp(ctx: &Ctx<'_>, d: &DeploymentPolicy) -> anyhow::Result<Result<DpChoice, String>> {
     let policy: Option<MachinePolicy> = ctx
         .db
@@ -478,15 +485,10 @@ async fn scan_tool(
         Err(why) => return Ok(evaluated(d, "content_unavailable", why, messages)),
     };
     let installer = Installer::new(ctx.root, &ctx.state_dir.join("cache"));
-    let file = InstallFile {
-        package: f.package.clone(),
-        version: f.version.clone(),
-        architecture: f.architecture.clone(),
-        url: format!("{}/{}", dp.url.trim_end_matches('/'), f.pool_path),
-        sha256: f.sha256.clone(),
-        size: f.size,
-    };
-    let deb = match installer.download(ctx.mp.http(), &file).await {
+    let deb = match installer
+        .download(ctx.mp.http(), &from_dp(&dp.url, f))
+        .await
+    {
         Ok(p) => p,
         Err(e) => return Ok(evaluated(d, "failed", e.to_string(), messages)),
     };

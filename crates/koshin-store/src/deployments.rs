@@ -360,25 +360,13 @@ impl DeploymentStore for SqliteStore {
                 d.name
             )));
         }
-        let (updates, package) = match &d.program {
-            Some(program) => (Vec::new(), Some(program_package(&tx, program, d)?)),
-            None => {
-                let group = group_key(&tx, &d.update_group)?;
-                let updates: Vec<String> = tx
-                    .prepare_cached(
-                        "SELECT update_id FROM update_group_members WHERE grp = ?1 ORDER BY 1",
-                    )?
-                    .query_map(params![group], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                if updates.is_empty() {
-                    return Err(StoreError::Invalid(format!(
-                        "update group '{}' holds no updates",
-                        d.update_group
-                    )));
-                }
-                (updates, None)
-            }
-        };
+        let (updates, package) = deployment_content(&tx, d)?;
+        if d.program.is_none() && updates.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "update group '{}' holds no updates",
+                d.update_group
+            )));
+        }
         let (collection, _) = collection_key(&tx, &d.collection)?;
         let id = insert_deployment(
             &tx, site_code, d, available, collection, &updates, package, None, priority, audit,
@@ -498,19 +486,7 @@ impl DeploymentStore for SqliteStore {
                 )),
                 other => other,
             })?;
-            let (updates, package) = match &d.program {
-                Some(program) => (Vec::new(), Some(program_package(&tx, program, d)?)),
-                None => {
-                    let group = group_key(&tx, &d.update_group)?;
-                    let updates: Vec<String> = tx
-                        .prepare_cached(
-                            "SELECT update_id FROM update_group_members WHERE grp = ?1 ORDER BY 1",
-                        )?
-                        .query_map(params![group], |r| r.get(0))?
-                        .collect::<rusqlite::Result<_>>()?;
-                    (updates, None)
-                }
-            };
+            let (updates, package) = deployment_content(&tx, d)?;
             let available = d.available.as_deref().unwrap_or(available_now);
             check_time(available)?;
             let priority = d
@@ -949,6 +925,20 @@ fn program_file(conn: &Connection, deployment: i64) -> Result<Option<DeployedFil
 }
 
 /// The package a program deployment runs from: the site's offline scan catalog package.
+/// What a deployment installs: its update group's updates, or for a program deployment no
+/// updates and the program's package.
+fn deployment_content(tx: &Connection, d: &NewDeployment) -> Result<(Vec<String>, Option<i64>)> {
+    if let Some(program) = &d.program {
+        return Ok((Vec::new(), Some(program_package(tx, program, d)?)));
+    }
+    let group = group_key(tx, &d.update_group)?;
+    let updates = tx
+        .prepare_cached("SELECT update_id FROM update_group_members WHERE grp = ?1 ORDER BY 1")?
+        .query_map(params![group], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((updates, None))
+}
+
 fn program_package(tx: &Connection, program: &str, d: &NewDeployment) -> Result<i64> {
     if !koshin_wire::PROGRAMS.contains(&program) {
         return Err(StoreError::Invalid(format!(

@@ -921,14 +921,33 @@ struct AptRun {
     fetched: Option<Duration>,
 }
 
-/// Runs `apt-get update` with the isolated configuration; fails unless it exits 0 with no
-/// `E:`/`W:` line and leaves one `Packages` list per index.
-async fn run_apt(dir: &Path, config: &Path, expected_lists: usize) -> anyhow::Result<AptRun> {
+/// A peer's run: how long it took, its stdout lines with when each arrived (from the
+/// spawn), its stderr.
+struct Output {
+    elapsed: Duration,
+    stdout: Vec<(Duration, String)>,
+    stderr: String,
+}
+
+impl Output {
+    fn text(&self) -> String {
+        self.stdout
+            .iter()
+            .map(|(_, l)| format!("{l}\n"))
+            .collect::<String>()
+    }
+}
+
+/// Runs a peer's command in the C locale, with no proxy and no input, timing each line of
+/// its output as it arrives (the peers flush each line, so that is when they got there);
+/// `hint` says what to check when it cannot start.
+async fn run_timed(
+    mut cmd: tokio::process::Command,
+    name: &str,
+    hint: &str,
+) -> anyhow::Result<(Output, std::process::ExitStatus)> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-    let mut cmd = tokio::process::Command::new("apt-get");
-    cmd.args(["-q", "update"])
-        .env("APT_CONFIG", config)
-        .env("LC_ALL", "C.UTF-8")
+    cmd.env("LC_ALL", "C.UTF-8")
         .env_remove("http_proxy")
         .env_remove("HTTP_PROXY")
         .env_remove("https_proxy")
@@ -941,23 +960,17 @@ async fn run_apt(dir: &Path, config: &Path, expected_lists: usize) -> anyhow::Re
     let started = Instant::now();
     let mut child = cmd
         .spawn()
-        .context("cannot run apt-get (is the `apt` package installed?)")?;
+        .with_context(|| format!("cannot run {name} ({hint})"))?;
     let (Some(out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
-        bail!("apt-get started without its output pipes");
+        bail!("{name} started without its output pipes");
     };
-    // apt flushes each line, so the time a line arrives is the time apt got there.
     let read_out = async move {
         let mut lines = tokio::io::BufReader::new(out).lines();
-        let mut text = String::new();
-        let mut fetched = None;
+        let mut seen = Vec::new();
         while let Some(line) = lines.next_line().await? {
-            if fetched.is_none() && line.starts_with("Fetched ") {
-                fetched = Some(started.elapsed());
-            }
-            text.push_str(&line);
-            text.push('\n');
+            seen.push((started.elapsed(), line));
         }
-        Ok::<_, std::io::Error>((text, fetched))
+        Ok::<_, std::io::Error>(seen)
     };
     let read_err = async move {
         let mut buf = Vec::new();
@@ -966,10 +979,31 @@ async fn run_apt(dir: &Path, config: &Path, expected_lists: usize) -> anyhow::Re
     };
     let (out, err, status) = tokio::join!(read_out, read_err, child.wait());
     let elapsed = started.elapsed();
-    let (stdout, fetched) = out.context("cannot read apt-get's output")?;
-    let stderr = err.context("cannot read apt-get's output")?;
-    let stderr = String::from_utf8_lossy(&stderr);
-    let status = status.context("cannot wait for apt-get")?;
+    let output = Output {
+        elapsed,
+        stdout: out.with_context(|| format!("cannot read {name}'s output"))?,
+        stderr: String::from_utf8_lossy(
+            &err.with_context(|| format!("cannot read {name}'s output"))?,
+        )
+        .into_owned(),
+    };
+    let status = status.with_context(|| format!("cannot wait for {name}"))?;
+    Ok((output, status))
+}
+
+/// Runs `apt-get update` with the isolated configuration; fails unless it exits 0 with no
+/// `E:`/`W:` line and leaves one `Packages` list per index.
+async fn run_apt(dir: &Path, config: &Path, expected_lists: usize) -> anyhow::Result<AptRun> {
+    let mut cmd = tokio::process::Command::new("apt-get");
+    cmd.args(["-q", "update"]).env("APT_CONFIG", config);
+    let (output, status) = run_timed(cmd, "apt-get", "is the `apt` package installed?").await?;
+    let fetched = output
+        .stdout
+        .iter()
+        .find(|(_, l)| l.starts_with("Fetched "))
+        .map(|(t, _)| *t);
+    let stdout = output.text();
+    let stderr = &output.stderr;
     let problems: Vec<&str> = stdout
         .lines()
         .chain(stderr.lines())
@@ -994,7 +1028,7 @@ async fn run_apt(dir: &Path, config: &Path, expected_lists: usize) -> anyhow::Re
         );
     }
     Ok(AptRun {
-        total: elapsed,
+        total: output.elapsed,
         fetched,
     })
 }

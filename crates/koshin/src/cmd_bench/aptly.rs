@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 
-use super::{Counters, Traffic, Upstream};
+use super::{Counters, Output, Traffic, Upstream, run_timed};
 
 /// The mirror filter: a package name that no Debian archive holds. The bench checks that
 /// aptly reports `-> 0` packages after filtering and `0 items` to download, so a name that
@@ -133,70 +133,21 @@ struct UpdateLines {
     packages: usize,
 }
 
-struct Output {
-    elapsed: Duration,
-    /// stdout lines and when each arrived, from the spawn.
-    stdout: Vec<(Duration, String)>,
-    stderr: String,
-}
-
-impl Output {
-    fn text(&self) -> String {
-        self.stdout
-            .iter()
-            .map(|(_, l)| format!("{l}\n"))
-            .collect::<String>()
-    }
-}
-
 /// Runs `aptly ARGS` with the bench's `HOME`, `GNUPGHOME` and no proxy; fails unless it
 /// exits 0.
 async fn aptly(home: &Path, args: &[String]) -> anyhow::Result<Output> {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let mut cmd = tokio::process::Command::new("aptly");
     cmd.args(args)
         .env("HOME", home)
         .env("GNUPGHOME", home.join(".gnupg"))
-        .env("LC_ALL", "C.UTF-8")
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("ALL_PROXY")
         .env_remove("no_proxy")
-        .env_remove("NO_PROXY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .context("cannot run aptly (is the `aptly` package installed? --no-aptly leaves it out)")?;
-    let (Some(out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
-        bail!("aptly started without its output pipes");
-    };
-    let read_out = async move {
-        let mut lines = tokio::io::BufReader::new(out).lines();
-        let mut seen = Vec::new();
-        while let Some(line) = lines.next_line().await? {
-            seen.push((started.elapsed(), line));
-        }
-        Ok::<_, std::io::Error>(seen)
-    };
-    let read_err = async move {
-        let mut buf = Vec::new();
-        err.read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
-    };
-    let (out, err, status) = tokio::join!(read_out, read_err, child.wait());
-    let elapsed = started.elapsed();
-    let output = Output {
-        elapsed,
-        stdout: out.context("cannot read aptly's output")?,
-        stderr: String::from_utf8_lossy(&err.context("cannot read aptly's output")?).into_owned(),
-    };
-    let status = status.context("cannot wait for aptly")?;
+        .env_remove("NO_PROXY");
+    let (output, status) = run_timed(
+        cmd,
+        "aptly",
+        "is the `aptly` package installed? --no-aptly leaves it out",
+    )
+    .await?;
     if !status.success() {
         bail!(
             "`aptly {}` failed ({status}):\n--- stdout\n{}--- stderr\n{}(--no-aptly leaves aptly out of the bench)",
